@@ -1,0 +1,1 @@
+"""Engines carry protocol messages between parties: in-process (embedded), Flower, HTTP."""

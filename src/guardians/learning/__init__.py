@@ -1,0 +1,1 @@
+"""Machine learning: data, preprocessing, partitioning, models, training, aggregation, metrics."""

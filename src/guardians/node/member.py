@@ -1,0 +1,75 @@
+"""A member's node: holds the member's records and model; its data never leaves it.
+
+The node reacts to protocol events from its :class:`MemberSession`: it reports feature
+statistics, standardizes its own records with the consortium's standardizer, trains locally, and
+adopts each new global model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from guardians.errors import RemoteProtocolError
+from guardians.learning.data import Dataset
+from guardians.learning.models import Model
+from guardians.learning.preprocess import FeatureStats, Standardizer
+from guardians.learning.train import train_local
+from guardians.protocol.codec import Message
+from guardians.protocol.messages import RecordsUpload
+from guardians.protocol.round import (
+    GlobalModelReceived,
+    MemberSession,
+    StandardizerReceived,
+    StatsRequested,
+    TrainingRequested,
+)
+
+
+class MemberNode:
+    def __init__(
+        self, member_id: str, data: Dataset, model: Model, rng: np.random.Generator
+    ) -> None:
+        self.id = member_id
+        self.data = data
+        self.model = model
+        self.rng = rng
+        self.session = MemberSession(member_id, n_features=data.n_features, n_params=model.n_params)
+        self.standardizer: Standardizer | None = None
+        self._Z: np.ndarray | None = None
+        self.global_round = -1
+        self.last_loss = float("nan")
+
+    @property
+    def records(self) -> np.ndarray:
+        """The member's raw records (what must never cross its boundary)."""
+        return self.data.X
+
+    def handle(self, msg: Message) -> list[Message]:
+        """Process one message from the coordinator; return the replies to send back."""
+        event = self.session.receive(msg)
+        if isinstance(event, StatsRequested):
+            return [self.session.stats_report(event.round, FeatureStats.of(self.data.X))]
+        if isinstance(event, StandardizerReceived):
+            self.standardizer = event.standardizer
+            self._Z = self.standardizer.transform(self.data.X)
+            return []
+        if isinstance(event, TrainingRequested):
+            if self._Z is None:
+                raise RemoteProtocolError(
+                    f"coordinator → {self.id}: training requested before standardization",
+                    peer="coordinator",
+                )
+            self.model.set_params(event.params)
+            result = train_local(self.model, self._Z, self.data.y, event.config, self.rng)
+            delta = self.model.get_params() - event.params
+            self.last_loss = result.loss
+            return [self.session.update(event.round, delta, result.samples, result.loss)]
+        if isinstance(event, GlobalModelReceived):
+            self.model.set_params(event.params)
+            self.global_round = event.round
+            return []
+        raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
+
+    def records_upload(self) -> RecordsUpload:
+        """What the member would send a central server in the centralized baseline."""
+        return RecordsUpload(features=self.data.X, labels=self.data.y)

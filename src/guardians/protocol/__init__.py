@@ -1,0 +1,1 @@
+"""Sans-I/O protocols: typed messages in, typed messages out; no sockets, clocks or globals."""

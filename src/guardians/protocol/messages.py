@@ -1,0 +1,112 @@
+"""Messages of federated training, as carried between coordinator and members.
+
+Members are named by the envelope their transport authenticates, not inside messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from guardians.protocol.codec import Message, array_field, message
+
+
+def _nonneg(**values: int) -> None:
+    for name, v in values.items():
+        if v < 0:
+            raise ValueError(f"{name} must be non-negative, got {v}")
+
+
+@message("fl/stats-request")
+@dataclass(frozen=True, eq=False)
+class StatsRequest(Message):
+    """Coordinator → member: report feature statistics for the consortium standardizer."""
+
+    round: int
+
+    def __post_init__(self) -> None:
+        _nonneg(round=self.round)
+
+
+@message("fl/stats-report")
+@dataclass(frozen=True, eq=False)
+class StatsReport(Message):
+    """Member → coordinator: record count and per-feature sum and sum of squares."""
+
+    round: int
+    count: int
+    sum: np.ndarray = array_field("float64")
+    sumsq: np.ndarray = array_field("float64")
+
+    def __post_init__(self) -> None:
+        _nonneg(round=self.round, count=self.count)
+
+
+@message("fl/stats-result")
+@dataclass(frozen=True, eq=False)
+class StatsResult(Message):
+    """Coordinator → member: the consortium's standardization (mean and scale per feature)."""
+
+    round: int
+    mean: np.ndarray = array_field("float32")
+    scale: np.ndarray = array_field("float32")
+
+    def __post_init__(self) -> None:
+        _nonneg(round=self.round)
+
+
+@message("fl/train")
+@dataclass(frozen=True, eq=False)
+class TrainInstruction(Message):
+    """Coordinator → selected member: train from these global parameters."""
+
+    round: int
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    optimizer: str
+    params: np.ndarray = array_field("float32")
+
+    def __post_init__(self) -> None:
+        _nonneg(round=self.round, epochs=self.epochs, batch_size=self.batch_size)
+
+
+@message("fl/update")
+@dataclass(frozen=True, eq=False)
+class ModelUpdate(Message):
+    """Member → coordinator: local parameters minus global ones, and the sample count."""
+
+    round: int
+    num_samples: int
+    loss: float
+    delta: np.ndarray = array_field("float32")
+
+    def __post_init__(self) -> None:
+        _nonneg(round=self.round, num_samples=self.num_samples)
+
+
+@message("fl/global-model")
+@dataclass(frozen=True, eq=False)
+class GlobalModel(Message):
+    """Coordinator → every member: the new global model after a round."""
+
+    round: int
+    params: np.ndarray = array_field("float32")
+
+    def __post_init__(self) -> None:
+        _nonneg(round=self.round)
+
+
+@message("central/records")
+@dataclass(frozen=True, eq=False)
+class RecordsUpload(Message):
+    """Member → central server: raw training records. Only the centralized baseline sends it;
+    it exists so that the baseline's data movement is carried and metered like everything else."""
+
+    features: np.ndarray = array_field("float32", ndim=2)
+    labels: np.ndarray = array_field("int64")
+
+    def __post_init__(self) -> None:
+        if self.features.shape[0] != self.labels.shape[0]:
+            raise ValueError("features and labels disagree on the number of records")

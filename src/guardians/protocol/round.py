@@ -1,0 +1,386 @@
+"""The federated round as sans-I/O state machines.
+
+Coordinator side::
+
+    rnd = CoordinatorRound(round=3, selected=[...], global_params=w, train=cfg, min_updates=2)
+    sends = rnd.start()                 # TrainInstruction to each selected member
+    rnd.receive(member, ModelUpdate)    # for each arriving message; raises on a bad one
+    rnd.drop(member, "timed out")       # the transport decides who is gone, not the protocol
+    result, sends = rnd.finish()        # FedAvg; GlobalModel to every member
+
+Member side: :class:`MemberSession` turns incoming messages into events for the node to act on
+and builds the replies. Neither side does I/O, reads a clock or draws randomness.
+
+A peer that breaks the protocol raises :class:`RemoteProtocolError` naming it; the coordinator
+also excludes that member from the round, so one bad member cannot stall or poison the rest.
+Misuse by our own caller raises :class:`LocalProtocolError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from guardians.errors import LocalProtocolError, RemoteProtocolError, RoundAbortedError
+from guardians.learning.aggregate import fedavg
+from guardians.learning.preprocess import FeatureStats, Standardizer
+from guardians.learning.train import TrainConfig
+from guardians.protocol.codec import Message
+from guardians.protocol.messages import (
+    GlobalModel,
+    ModelUpdate,
+    StatsReport,
+    StatsRequest,
+    StatsResult,
+    TrainInstruction,
+)
+
+
+@dataclass(frozen=True)
+class Send:
+    """An outgoing message for the transport to deliver."""
+
+    to: str
+    message: Message
+
+
+class Phase(Enum):
+    IDLE = "idle"
+    COLLECTING = "collecting"
+    DONE = "done"
+    ABORTED = "aborted"
+
+
+class _Collector:
+    """Shared machinery: ask each selected member once, track replies, drops and exclusions."""
+
+    expects: type[Message]
+
+    def __init__(self, *, round: int, selected: Sequence[str], quorum: int) -> None:
+        if round < 0:
+            raise LocalProtocolError(f"round must be non-negative, got {round}")
+        if len(set(selected)) != len(selected):
+            raise LocalProtocolError("a member was selected twice")
+        if not selected:
+            raise LocalProtocolError("no members selected")
+        if not 1 <= quorum <= len(selected):
+            raise LocalProtocolError(f"quorum {quorum} impossible with {len(selected)} members")
+        self.round = round
+        self.selected = tuple(selected)
+        self.quorum = quorum
+        self.phase = Phase.IDLE
+        self.replies: dict[str, Message] = {}
+        self.dropped: dict[str, str] = {}
+
+    @property
+    def pending(self) -> frozenset[str]:
+        return frozenset(self.selected) - set(self.replies) - set(self.dropped)
+
+    @property
+    def complete(self) -> bool:
+        return self.phase is Phase.COLLECTING and not self.pending
+
+    def _begin(self) -> None:
+        if self.phase is not Phase.IDLE:
+            raise LocalProtocolError(f"round {self.round} already started")
+        self.phase = Phase.COLLECTING
+
+    def receive(self, sender: str, msg: Message) -> None:
+        """Accept one member's reply; raise RemoteProtocolError (and exclude it) if invalid."""
+        if self.phase is not Phase.COLLECTING:
+            raise LocalProtocolError(f"round {self.round} is {self.phase.value}, not collecting")
+        if sender not in self.selected:
+            raise RemoteProtocolError(
+                f"{sender!r} sent {msg.KIND} but was not selected for round {self.round}",
+                peer=sender,
+            )
+        if sender in self.replies:
+            raise RemoteProtocolError(
+                f"{sender!r} sent a second {msg.KIND} in round {self.round} (replay?)", peer=sender
+            )
+        if sender in self.dropped:
+            raise RemoteProtocolError(
+                f"{sender!r} was excluded from round {self.round} ({self.dropped[sender]})",
+                peer=sender,
+            )
+        try:
+            if not isinstance(msg, self.expects):
+                raise RemoteProtocolError(
+                    f"{sender!r} sent {msg.KIND}, expected {self.expects.KIND}", peer=sender
+                )
+            msg_round = msg.round  # type: ignore[attr-defined]
+            if msg_round != self.round:
+                raise RemoteProtocolError(
+                    f"{sender!r} sent {msg.KIND} for round {msg_round} during round "
+                    f"{self.round} (stale or replayed)",
+                    peer=sender,
+                )
+            self._validate(sender, msg)
+        except RemoteProtocolError as exc:
+            self.dropped[sender] = str(exc)
+            raise
+        self.replies[sender] = msg
+
+    def _validate(self, sender: str, msg: Message) -> None:
+        raise NotImplementedError
+
+    def drop(self, member: str, reason: str) -> None:
+        """Record that ``member`` left (or was excluded from) this round."""
+        if member not in self.selected:
+            raise LocalProtocolError(f"{member!r} is not part of round {self.round}")
+        if member not in self.replies:
+            self.dropped.setdefault(member, reason)
+
+    def _close(self) -> None:
+        if self.phase is not Phase.COLLECTING:
+            raise LocalProtocolError(f"round {self.round} is {self.phase.value}, cannot finish")
+        if len(self.replies) < self.quorum:
+            self.phase = Phase.ABORTED
+            reasons = "; ".join(f"{m}: {r}" for m, r in sorted(self.dropped.items()))
+            raise RoundAbortedError(
+                f"round {self.round}: {len(self.replies)} of {len(self.selected)} members "
+                f"replied, {self.quorum} needed" + (f" ({reasons})" if reasons else "")
+            )
+        self.phase = Phase.DONE
+
+
+# --- feature statistics ---------------------------------------------------------------------
+class StatsCollection(_Collector):
+    """Combine members' feature statistics into the consortium standardizer."""
+
+    expects = StatsReport
+
+    def __init__(
+        self, *, round: int, selected: Sequence[str], n_features: int, quorum: int | None = None
+    ) -> None:
+        super().__init__(round=round, selected=selected, quorum=quorum or len(selected))
+        self.n_features = n_features
+
+    def start(self) -> list[Send]:
+        self._begin()
+        return [Send(m, StatsRequest(round=self.round)) for m in self.selected]
+
+    def _validate(self, sender: str, msg: Message) -> None:
+        assert isinstance(msg, StatsReport)
+        for name in ("sum", "sumsq"):
+            arr = getattr(msg, name)
+            if arr.shape != (self.n_features,):
+                raise RemoteProtocolError(
+                    f"{sender!r} sent {name} of shape {arr.shape}, expected ({self.n_features},)",
+                    peer=sender,
+                )
+            if not np.all(np.isfinite(arr)):
+                raise RemoteProtocolError(f"{sender!r} sent non-finite {name}", peer=sender)
+        if msg.count < 1:
+            raise RemoteProtocolError(f"{sender!r} reported no records", peer=sender)
+
+    def finish(self, recipients: Iterable[str]) -> tuple[Standardizer, list[Send]]:
+        self._close()
+        stats = FeatureStats.combine(
+            FeatureStats(count=r.count, sum=r.sum, sumsq=r.sumsq)  # type: ignore[attr-defined]
+            for r in self.replies.values()
+        )
+        std = Standardizer.from_stats(stats)
+        result = StatsResult(round=self.round, mean=std.mean, scale=std.scale)
+        return std, [Send(m, result) for m in recipients]
+
+
+# --- a training round -----------------------------------------------------------------------
+Aggregator = Callable[[Sequence[np.ndarray], Sequence[int]], np.ndarray]
+
+
+@dataclass(frozen=True, eq=False)
+class RoundResult:
+    round: int
+    params: np.ndarray
+    contributors: tuple[str, ...]
+    samples: int
+    mean_loss: float
+    dropped: dict[str, str] = field(default_factory=dict)
+
+
+class CoordinatorRound(_Collector):
+    """One FedAvg round: instruct the selected members, collect updates, aggregate."""
+
+    expects = ModelUpdate
+
+    def __init__(
+        self,
+        *,
+        round: int,
+        selected: Sequence[str],
+        global_params: np.ndarray,
+        train: TrainConfig,
+        min_updates: int | None = None,
+        aggregate: Aggregator = fedavg,
+        max_samples: int = 1 << 40,
+    ) -> None:
+        super().__init__(round=round, selected=selected, quorum=min_updates or len(selected))
+        self.global_params = np.asarray(global_params, dtype=np.float32).copy()
+        self.train = train
+        self.aggregate = aggregate
+        self.max_samples = max_samples
+
+    def start(self) -> list[Send]:
+        self._begin()
+        t = self.train
+        instr = TrainInstruction(
+            round=self.round,
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            learning_rate=t.learning_rate,
+            optimizer=t.optimizer,
+            params=self.global_params,
+        )
+        return [Send(m, instr) for m in self.selected]
+
+    def _validate(self, sender: str, msg: Message) -> None:
+        assert isinstance(msg, ModelUpdate)
+        d = self.global_params.shape[0]
+        if msg.delta.shape != (d,):
+            raise RemoteProtocolError(
+                f"{sender!r} sent an update of shape {msg.delta.shape}, expected ({d},)",
+                peer=sender,
+            )
+        if not np.all(np.isfinite(msg.delta)):
+            raise RemoteProtocolError(
+                f"{sender!r} sent an update with non-finite values", peer=sender
+            )
+        if not 1 <= msg.num_samples <= self.max_samples:
+            raise RemoteProtocolError(
+                f"{sender!r} claimed {msg.num_samples} samples (allowed 1..{self.max_samples})",
+                peer=sender,
+            )
+
+    def finish(self, recipients: Iterable[str]) -> tuple[RoundResult, list[Send]]:
+        """Aggregate (FedAvg by sample count) and broadcast the new global model."""
+        self._close()
+        members = sorted(self.replies)
+        ups = [self.replies[m] for m in members]
+        delta = self.aggregate(
+            [u.delta for u in ups],  # type: ignore[attr-defined]
+            [u.num_samples for u in ups],  # type: ignore[attr-defined]
+        )
+        params = (self.global_params + delta).astype(np.float32)
+        samples = sum(u.num_samples for u in ups)  # type: ignore[attr-defined]
+        losses = [u.loss for u in ups]  # type: ignore[attr-defined]
+        result = RoundResult(
+            round=self.round,
+            params=params,
+            contributors=tuple(members),
+            samples=samples,
+            mean_loss=float(np.mean(losses)),
+            dropped=dict(self.dropped),
+        )
+        gm = GlobalModel(round=self.round, params=params)
+        return result, [Send(m, gm) for m in recipients]
+
+
+# --- member side ----------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class StatsRequested:
+    round: int
+
+
+@dataclass(frozen=True, eq=False)
+class StandardizerReceived:
+    round: int
+    standardizer: Standardizer
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingRequested:
+    round: int
+    params: np.ndarray
+    config: TrainConfig
+
+
+@dataclass(frozen=True, eq=False)
+class GlobalModelReceived:
+    round: int
+    params: np.ndarray
+
+
+MemberEvent = StatsRequested | StandardizerReceived | TrainingRequested | GlobalModelReceived
+
+
+class MemberSession:
+    """A member's side of the protocol: validates what the coordinator sends, refuses replays
+    (every round number is used once, increasing), and builds replies."""
+
+    def __init__(self, member: str, *, n_features: int, n_params: int) -> None:
+        self.member = member
+        self.n_features = n_features
+        self.n_params = n_params
+        self._last_round = -1
+        self._training_round: int | None = None
+        self._stats_round: int | None = None
+
+    def _remote(self, text: str) -> RemoteProtocolError:
+        return RemoteProtocolError(f"coordinator → {self.member}: {text}", peer="coordinator")
+
+    def _check_vector(self, arr: np.ndarray, n: int, what: str) -> None:
+        if arr.shape != (n,):
+            raise self._remote(f"{what} has shape {arr.shape}, expected ({n},)")
+        if not np.all(np.isfinite(arr)):
+            raise self._remote(f"{what} holds non-finite values")
+
+    def receive(self, msg: Message) -> MemberEvent:
+        if isinstance(msg, StatsRequest):
+            self._stats_round = msg.round
+            return StatsRequested(msg.round)
+        if isinstance(msg, StatsResult):
+            if msg.round != self._stats_round:
+                raise self._remote(f"standardizer for round {msg.round} was never requested")
+            self._check_vector(msg.mean, self.n_features, "mean")
+            self._check_vector(msg.scale, self.n_features, "scale")
+            if np.any(msg.scale <= 0):
+                raise self._remote("scale must be positive")
+            self._stats_round = None
+            return StandardizerReceived(msg.round, Standardizer(msg.mean, msg.scale))
+        if isinstance(msg, TrainInstruction):
+            if msg.round <= self._last_round:
+                raise self._remote(
+                    f"instruction for round {msg.round} after round {self._last_round} "
+                    "(stale or replayed)"
+                )
+            self._check_vector(msg.params, self.n_params, "global parameters")
+            try:
+                cfg = TrainConfig(
+                    epochs=msg.epochs,
+                    batch_size=msg.batch_size,
+                    learning_rate=msg.learning_rate,
+                    optimizer=msg.optimizer,
+                )
+            except Exception as exc:
+                raise self._remote(f"bad training configuration: {exc}") from None
+            self._last_round = msg.round
+            self._training_round = msg.round
+            return TrainingRequested(msg.round, msg.params, cfg)
+        if isinstance(msg, GlobalModel):
+            if msg.round != self._last_round:
+                raise self._remote(
+                    f"global model for round {msg.round}, current round is {self._last_round}"
+                )
+            self._check_vector(msg.params, self.n_params, "global model")
+            return GlobalModelReceived(msg.round, msg.params)
+        raise self._remote(f"unexpected message {msg.KIND}")
+
+    def stats_report(self, round: int, stats: FeatureStats) -> StatsReport:
+        if self._stats_round != round:
+            raise LocalProtocolError(f"no statistics were requested for round {round}")
+        return StatsReport(round=round, count=stats.count, sum=stats.sum, sumsq=stats.sumsq)
+
+    def update(self, round: int, delta: np.ndarray, num_samples: int, loss: float) -> ModelUpdate:
+        if self._training_round != round:
+            raise LocalProtocolError(f"no training was requested for round {round}")
+        self._training_round = None
+        return ModelUpdate(
+            round=round,
+            num_samples=num_samples,
+            loss=float(loss),
+            delta=np.asarray(delta, dtype=np.float32),
+        )

@@ -1,0 +1,238 @@
+"""The demo report: one self-contained HTML file (inline CSS and SVG; works offline)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from guardians import __version__
+from guardians.report import plots
+
+_CSS = """
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1f2328;
+background:#f6f8fa}
+main{max-width:1100px;margin:0 auto;padding:24px 32px;background:#fff}
+h1{font-size:26px;margin:0 0 4px}
+h2{font-size:20px;margin:32px 0 8px;border-bottom:1px solid #d0d7de}
+.sub{color:#59636e;margin:0 0 16px}
+table{border-collapse:collapse;margin:8px 0 16px;font-size:14px}
+th,td{border:1px solid #d0d7de;padding:4px 10px;text-align:right}
+th:first-child,td:first-child{text-align:left}th{background:#f6f8fa}
+.ok{color:#1a7f37;font-weight:600}.bad{color:#cf222e;font-weight:600}
+.cards{display:flex;gap:12px;flex-wrap:wrap}
+.card{border:1px solid #d0d7de;border-radius:8px;padding:10px 16px;min-width:180px}
+.card b{display:block;font-size:24px}
+figure{margin:8px 0 16px}svg{max-width:100%;height:auto}
+.note{color:#59636e;font-size:13px}code{background:#f6f8fa;padding:1px 4px;border-radius:4px}
+"""
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _f(x: Any, digits: int = 4) -> str:
+    if isinstance(x, float):
+        return "–" if x != x else f"{x:.{digits}f}"
+    return _e(x)
+
+
+def _pct(x: float) -> str:
+    return "–" if x != x else f"{100 * x:.1f}%"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _summary(m: dict[str, Any]) -> str:
+    keys = [
+        ("accuracy", "accuracy"),
+        ("f1", "F1"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("roc_auc", "ROC-AUC"),
+        ("fpr", "false-positive rate"),
+    ]
+    rows = []
+    for setting, name in (
+        ("federated", "federated"),
+        ("centralized", "centralized (pooled)"),
+        ("local_only", "local-only (mean over members)"),
+    ):
+        d = m[setting]
+        rows.append([_e(name)] + [_f(d.get(k, float("nan"))) for k, _ in keys])
+    return _table(["setting"] + [n for _, n in keys], rows)
+
+
+def _egress(m: dict[str, Any]) -> str:
+    eg = m["egress"]
+    rows = []
+    for mid, p in eg["federated"]["per_member"].items():
+        c = eg["centralized"]["per_member"][mid]
+        fed_raw = p["raw_records_out"]
+        rows.append([
+            _e(mid), _e(p["records_held"]),
+            f'<span class="{"ok" if fed_raw == 0 else "bad"}">{fed_raw}</span>',
+            _e(f'{p["bytes_out"]:,}'),
+            _e(", ".join(sorted(p["out_by_kind"]))),
+            _e(c["raw_records_out"]), _e(f'{c["bytes_out"]:,}'),
+        ])  # fmt: skip
+    rows.append([
+        "<b>all members</b>", "",
+        f'<b>{eg["federated"]["raw_records"]}</b>', f'<b>{eg["federated"]["bytes_out"]:,}</b>', "",
+        f'<b>{eg["centralized"]["raw_records"]}</b>', f'<b>{eg["centralized"]["bytes_out"]:,}</b>',
+    ])  # fmt: skip
+    return _table(
+        ["member", "records held", "federated: raw records out", "federated: bytes out",
+         "federated: message kinds out", "centralized: raw records out",
+         "centralized: bytes out"],
+        rows,
+    )  # fmt: skip
+
+
+def _members(m: dict[str, Any]) -> str:
+    unseen = m.get("unseen_families", {}).get("per_member", {})
+    rows = []
+    for p in m["partition"]["members"]:
+        mid = p["id"]
+        lo = m["local_only"]["per_member"][mid]
+        u = unseen.get(mid)
+        rows.append([
+            _e(mid), _e(p["records"]), _e(", ".join(p["groups_seen"])),
+            _f(lo["f1"]), _f(m["federated"]["f1"]),
+            _e(", ".join(u["families"])) if u else "–",
+            _pct(u["local_only"]) if u else "–", _pct(u["federated"]) if u else "–",
+        ])  # fmt: skip
+    return _table(
+        ["member", "records", "classes / families seen", "F1 alone", "F1 federated",
+         "never saw", "detected alone", "detected federated"],
+        rows,
+    )  # fmt: skip
+
+
+def _scorecard(sc: dict[str, Any]) -> str:
+    rows = []
+    for r in sc["rows"]:
+        verdict = (
+            '<span class="ok">met</span>'
+            if r["meets_claim"]
+            else '<span class="bad">not met</span>'
+        )
+        rows.append([
+            _e(r["claim"]), _e(r["claimed"]),
+            f'{_e(r["measured"])} <span class="note">{_e(r["unit"])}</span>',
+            _e(r["ours"]),
+            f'{_e(r["baseline"])} <span class="note">({_e(r["baseline_name"])})</span>',
+            verdict, f'<span class="note">{_e(r["method"])}</span>',
+        ])  # fmt: skip
+    pending = "".join(
+        f"<li>{_e(p['claimed'])} — measured once {_e(p['needs'])} is in place</li>"
+        for p in sc.get("pending", [])
+    )
+    return _table(
+        ["claim", "claimed", "measured", "ours", "baseline", "verdict", "how measured"], rows
+    ) + (f'<p class="note">Not measured yet:</p><ul class="note">{pending}</ul>' if pending else "")
+
+
+def render_report(
+    main: dict[str, Any],
+    scorecard: dict[str, Any],
+    wdbc: dict[str, Any] | None = None,
+    command: str = "",
+) -> str:
+    ds = main["dataset"]
+    cfg = main["config"]
+    fed, cen, loc = main["federated"], main["centralized"], main["local_only"]
+    unseen = main.get("unseen_families", {}).get("mean", {})
+    cards = [
+        ("federated F1", _f(fed["f1"], 3)),
+        ("centralized F1", _f(cen["f1"], 3)),
+        ("local-only F1 (mean)", _f(loc["f1"], 3)),
+        ("raw records out (federated)", _e(main["egress"]["federated"]["raw_records"])),
+    ]
+    if unseen:
+        cards.append(
+            (
+                "unseen families detected",
+                f"{_pct(unseen['local_only'])} → {_pct(unseen['federated'])}",
+            )
+        )
+    cards_html = "".join(f'<div class="card">{_e(k)}<b>{v}</b></div>' for k, v in cards)
+    wdbc_html = ""
+    if wdbc is not None:
+        wdbc_html = (
+            "<h2>Healthcare: breast-cancer diagnosis (WDBC)</h2>"
+            f"<p>{_e(wdbc['config']['members'])} hospitals, {_e(wdbc['partition']['scheme'])} "
+            f"partition, {_e(wdbc['model'])}, {_e(wdbc['config']['rounds'])} rounds; "
+            f"{_e(wdbc['dataset']['test_records'])} held-out patients.</p>" + _summary(wdbc)
+        )
+    novel = fed.get("novel_attacks")
+    novel_html = (
+        f"<p>Attack types in the test set that never occur in training "
+        f"({_e(', '.join(novel['types']))}): {_e(novel['records'])} records; detected "
+        f"{_pct(novel['detection_rate'])} federated, "
+        f"{_pct(cen['novel_attacks']['detection_rate'])} centralized.</p>"
+        if novel
+        else ""
+    )
+    incidents = fed.get("incidents", [])
+    incidents_html = (
+        "<h2>Incidents</h2>"
+        + _table(
+            ["round", "member", "error"],
+            [[_e(i["round"]), _e(i["member"]), _e(i["error"])] for i in incidents],
+        )
+        if incidents
+        else ""
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Guardians report — {_e(ds["name"])}</title><style>{_CSS}</style></head>
+<body><main>
+<h1>Guardians consortium report</h1>
+<p class="sub">{_e(cfg["members"])} members, {_e(ds["name"])} ({_e(ds["task"])} task),
+{_e(main["partition"]["scheme"])} partition, {_e(main["model"])}, {_e(cfg["rounds"])} rounds of
+{_e(cfg["epochs"])} local epoch(s), seed {_e(cfg["seed"])}. Guardians {_e(__version__)}.
+{f"Command: <code>{_e(command)}</code>" if command else ""}</p>
+<div class="cards">{cards_html}</div>
+
+<h2>How to read this report</h2>
+<p>The same model is trained three ways and scored on the same held-out test set
+({_e(ds["test_records"])} records): <b>local-only</b> — each member alone on its own records;
+<b>centralized</b> — every member uploads its records to one server (the "centralized AI"
+baseline); <b>federated</b> — the consortium trains together and only model updates leave a
+member. Every setting makes the same number of passes over each record. Positive class: attack
+(or malignant). The egress table is read from the engine's meter, which records every message
+crossing a member's boundary and scans it for the member's records.</p>
+
+<h2>Detection on the test set</h2>
+{_summary(main)}
+<figure>{plots.f1_per_round(main)}</figure>
+<figure>{plots.per_family(main)}</figure>
+{novel_html}
+
+<h2>Members: alone vs together</h2>
+<figure>{plots.per_member(main)}</figure>
+{_members(main)}
+
+<h2>Data boundary (egress record)</h2>
+{_egress(main)}
+
+{wdbc_html}
+
+<h2>Scorecard</h2>
+{_scorecard(scorecard)}
+{incidents_html}
+
+<h2>Data</h2>
+<p class="note">{_e(ds["source"])}: {_e(ds["train_records"])} training records,
+{_e(ds["test_records"])} test records, {_e(ds["features"])} features.
+NSL-KDD: Tavallaee, Bagheri, Lu, Ghorbani, "A Detailed Analysis of the KDD CUP 99 Data Set",
+IEEE CISDA 2009 (Canadian Institute for Cybersecurity, University of New Brunswick).
+WDBC: Wolberg, Street, Mangasarian, UCI Machine Learning Repository.</p>
+</main></body></html>
+"""

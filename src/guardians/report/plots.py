@@ -1,0 +1,147 @@
+"""Plots for the report, rendered by matplotlib to inline SVG (no files, no network)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+COLORS = {"federated": "#1f6feb", "centralized": "#8250df", "local_only": "#d4a72c"}
+LABELS = {"federated": "federated", "centralized": "centralized (pooled data)",
+          "local_only": "local-only"}  # fmt: skip
+
+
+def _svg(fig: Any) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg") :]  # drop the XML prolog so it can sit inside HTML
+
+
+def f1_per_round(metrics: dict[str, Any]) -> str:
+    rounds = metrics["federated"]["per_round"]
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    x = [r["round"] for r in rounds]
+    ax.plot(
+        x,
+        [r["f1"] for r in rounds],
+        marker="o",
+        ms=3,
+        color=COLORS["federated"],
+        label=LABELS["federated"],
+    )
+    ax.axhline(
+        metrics["centralized"]["f1"],
+        ls="--",
+        color=COLORS["centralized"],
+        label=LABELS["centralized"],
+    )
+    ax.axhline(
+        metrics["local_only"]["f1"],
+        ls=":",
+        color=COLORS["local_only"],
+        label="local-only (mean over members)",
+    )
+    ax.set_xlabel("round")
+    ax.set_ylabel("F1 on the test set")
+    ax.set_title("Federated model, round by round")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _svg(fig)
+
+
+def per_member(metrics: dict[str, Any]) -> str:
+    local = metrics["local_only"]["per_member"]
+    ids = list(local)
+    unseen = metrics.get("unseen_families", {}).get("per_member", {})
+    panels = 2 if unseen else 1
+    fig, axes = plt.subplots(1, panels, figsize=(7 if panels == 1 else 11, 3.4), squeeze=False)
+    x = np.arange(len(ids))
+    w = 0.38
+    ax = axes[0][0]
+    ax.bar(
+        x - w / 2,
+        [local[m]["f1"] for m in ids],
+        w,
+        color=COLORS["local_only"],
+        label="member alone",
+    )
+    ax.bar(
+        x + w / 2,
+        [metrics["federated"]["f1"]] * len(ids),
+        w,
+        color=COLORS["federated"],
+        label="federated model",
+    )
+    ax.set_xticks(x, [m.replace("member-", "m") for m in ids])
+    ax.set_ylabel("F1 on the test set")
+    ax.set_ylim(0, 1)
+    ax.set_title("Each member: alone vs in the consortium")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    if unseen:
+        ax = axes[0][1]
+        um = [m for m in ids if m in unseen]
+        xu = np.arange(len(um))
+        ax.bar(
+            xu - w / 2,
+            [unseen[m]["local_only"] for m in um],
+            w,
+            color=COLORS["local_only"],
+            label="member alone",
+        )
+        ax.bar(
+            xu + w / 2,
+            [unseen[m]["federated"] for m in um],
+            w,
+            color=COLORS["federated"],
+            label="federated model",
+        )
+        ax.set_xticks(xu, [m.replace("member-", "m") for m in um])
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("detection rate")
+        ax.set_title("Attack families the member never saw")
+        ax.legend(fontsize=8, loc="lower right")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def per_family(metrics: dict[str, Any]) -> str:
+    fams = list(metrics["federated"]["per_family"])
+    local = metrics["local_only"]["per_member"]
+    series = {
+        "local_only": [
+            float(np.mean([local[m]["per_family"][f]["detection_rate"] for m in local]))
+            for f in fams
+        ],
+        "federated": [metrics["federated"]["per_family"][f]["detection_rate"] for f in fams],
+        "centralized": [metrics["centralized"]["per_family"][f]["detection_rate"] for f in fams],
+    }
+    labels = list(fams)
+    if "novel_attacks" in metrics["federated"]:
+        labels.append("novel types")
+        series["local_only"].append(
+            float(np.mean([local[m]["novel_attacks"]["detection_rate"] for m in local]))
+        )
+        for k in ("federated", "centralized"):
+            series[k].append(metrics[k]["novel_attacks"]["detection_rate"])
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    x = np.arange(len(labels))
+    w = 0.27
+    for i, k in enumerate(("local_only", "federated", "centralized")):
+        name = "local-only (mean)" if k == "local_only" else LABELS[k]
+        ax.bar(x + (i - 1) * w, series[k], w, color=COLORS[k], label=name)
+    ax.set_xticks(x, labels)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("detection rate")
+    ax.set_title("Detection by attack family (test set)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _svg(fig)

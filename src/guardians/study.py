@@ -1,0 +1,322 @@
+"""A study: one dataset, one partition across members, three ways of training, one test set.
+
+- **local-only**: each member trains alone on its own records (its own standardization);
+- **centralized**: every member uploads its records to one server that trains on the pool —
+  the "centralized AI" baseline; the uploads go through the engine and are metered;
+- **federated**: the in-process consortium (stats phase, then FedAvg rounds).
+
+Each trains with the same model, optimizer and number of passes over every record, and is scored
+on the same held-out test set. Everything is seeded; the same config gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from guardians.engine.egress import EgressMeter
+from guardians.engine.inprocess import COORDINATOR, InProcessFederation, InProcessNetwork
+from guardians.errors import ConfigError
+from guardians.learning.data import Dataset, DataSplit, load_dataset
+from guardians.learning.metrics import Predictions, evaluate
+from guardians.learning.models import MLP, build_model
+from guardians.learning.partition import SCHEMES, Partition, partition
+from guardians.learning.preprocess import Standardizer
+from guardians.learning.train import TrainConfig, train_local
+from guardians.node.coordinator import CoordinatorNode
+from guardians.node.member import MemberNode
+from guardians.protocol.messages import RecordsUpload
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    dataset: str = "nsl-kdd"
+    task: str = "binary"
+    label: str | None = None
+    test_path: str | None = None
+    members: int = 8
+    partition: str = "family"
+    alpha: float = 0.5
+    families_per_member: int = 2
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (64, 32)
+    l2: float = 1e-4
+    rounds: int = 30
+    epochs: int = 1
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise ConfigError(f"--members must be at least 1, got {self.members}")
+        if self.rounds < 1:
+            raise ConfigError(f"--rounds must be at least 1, got {self.rounds}")
+        if self.partition not in SCHEMES:
+            raise ConfigError(f"unknown partition {self.partition!r}; choose one of {SCHEMES}")
+
+    @property
+    def train(self) -> TrainConfig:
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            optimizer=self.optimizer,
+        )
+
+
+# Training defaults per dataset, tuned on the training data only (never on the test set).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "nsl-kdd": {"partition": "family", "hidden": (64, 32), "rounds": 40, "epochs": 1,
+                "batch_size": 64},
+    # 400 patients over 8 hospitals: ~50 records each, so smaller batches and more local epochs.
+    "wdbc": {"partition": "dirichlet", "alpha": 1.0, "hidden": (16,), "rounds": 20, "epochs": 5,
+             "batch_size": 16},
+    "csv": {"partition": "dirichlet", "hidden": (64,), "rounds": 30, "epochs": 2,
+            "batch_size": 32},
+}  # fmt: skip
+
+
+def config_for(dataset: str, **overrides: Any) -> StudyConfig:
+    """A StudyConfig with ``dataset``'s defaults, then ``overrides`` (None values ignored)."""
+    key = "csv" if dataset.startswith("csv:") else dataset
+    values = {**DATASET_DEFAULTS.get(key, {}), "dataset": dataset}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return StudyConfig(**values)
+
+
+def member_ids(n: int) -> list[str]:
+    return [f"member-{i + 1:02d}" for i in range(n)]
+
+
+def _new_model(cfg: StudyConfig, data: Dataset) -> MLP:
+    return build_model(
+        cfg.model, data.n_features, data.n_classes, hidden=cfg.hidden, l2=cfg.l2, seed=cfg.seed
+    )
+
+
+def _predict(model: MLP, std: Standardizer, test: Dataset) -> Predictions:
+    return Predictions(proba=model.predict_proba(std.transform(test.X)), test=test)
+
+
+def _json_partition(split: DataSplit, part: Partition, ids: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for mid, idx, seen in zip(ids, part.indices, part.seen_groups, strict=True):
+        y = split.train.y[idx]
+        out.append(
+            {
+                "id": mid,
+                "records": len(idx),
+                "positives": int(np.sum(y != 0)),
+                "groups_seen": sorted(seen),
+            }
+        )
+    return out
+
+
+@dataclass
+class StudyResult:
+    config: StudyConfig
+    metrics: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_study(
+    cfg: StudyConfig,
+    split: DataSplit | None = None,
+    progress: Progress | None = None,
+) -> StudyResult:
+    """Run the three settings and return every metric, JSON-ready."""
+
+    def tick(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if split is None:
+        split = load_dataset(
+            cfg.dataset, task=cfg.task, label=cfg.label, test_path=cfg.test_path, seed=cfg.seed
+        )
+    timings["load_s"] = time.perf_counter() - t0
+    train, test = split.train, split.test
+    rng = np.random.default_rng(cfg.seed)
+    part = partition(
+        cfg.partition,
+        train.y,
+        train.groups,
+        cfg.members,
+        rng,
+        alpha=cfg.alpha,
+        negative_group=train.classes[0] if train.name != "nsl-kdd" else "normal",
+        families_per_member=cfg.families_per_member,
+    )
+    ids = member_ids(cfg.members)
+    shares = {m: train.subset(ix) for m, ix in zip(ids, part.indices, strict=True)}
+    train_kinds = set(np.unique(train.kinds).tolist())
+    epochs_total = cfg.rounds * cfg.epochs
+    # Same passes over each record in every setting.
+    solo_cfg = TrainConfig(
+        epochs=epochs_total,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        optimizer=cfg.optimizer,
+    )
+
+    # --- local-only -----------------------------------------------------------------------
+    t0 = time.perf_counter()
+    local_meter = EgressMeter()
+    local: dict[str, dict[str, Any]] = {}
+    local_preds: dict[str, Predictions] = {}
+    for k, m in enumerate(ids):
+        data = shares[m]
+        local_meter.register_boundary(m, data.X)
+        std = Standardizer.fit(data.X)
+        model = _new_model(cfg, data)
+        train_local(
+            model, std.transform(data.X), data.y, solo_cfg, np.random.default_rng([cfg.seed, k, 1])
+        )
+        local_preds[m] = _predict(model, std, test)
+        local[m] = evaluate(local_preds[m], train_kinds)
+        tick("local-only", k + 1, len(ids))
+    timings["local_only_s"] = time.perf_counter() - t0
+
+    # --- centralized ----------------------------------------------------------------------
+    t0 = time.perf_counter()
+    central_net = InProcessNetwork(EgressMeter())
+    pooled_X, pooled_y = [], []
+    for m in ids:
+        central_net.meter.register_boundary(m, shares[m].X)
+        upload = central_net.transmit(
+            m, COORDINATOR, RecordsUpload(features=shares[m].X, labels=shares[m].y)
+        )
+        assert isinstance(upload, RecordsUpload)
+        pooled_X.append(upload.features)
+        pooled_y.append(upload.labels)
+    X_pool = np.concatenate(pooled_X)
+    y_pool = np.concatenate(pooled_y)
+    central_std = Standardizer.fit(X_pool)
+    central_model = _new_model(cfg, train)
+    Z_pool = central_std.transform(X_pool)
+    crng = np.random.default_rng([cfg.seed, 2])
+    train_local(central_model, Z_pool, y_pool, solo_cfg, crng)
+    central_pred = _predict(central_model, central_std, test)
+    centralized = evaluate(central_pred, train_kinds)
+    tick("centralized", 1, 1)
+    timings["centralized_s"] = time.perf_counter() - t0
+
+    # --- federated ------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    nodes = {
+        m: MemberNode(m, shares[m], _new_model(cfg, train), np.random.default_rng([cfg.seed, k, 3]))
+        for k, m in enumerate(ids)
+    }
+    coord = CoordinatorNode(
+        ids,
+        _new_model(cfg, train),
+        cfg.train,
+        np.random.default_rng([cfg.seed, 4]),
+        n_features=train.n_features,
+    )
+    fed = InProcessFederation(coord, nodes)
+    per_round: list[dict[str, Any]] = []
+
+    def on_round(result: Any) -> None:
+        assert coord.standardizer is not None
+        ev = evaluate(_predict(coord.model, coord.standardizer, test))
+        per_round.append(
+            {
+                "round": result.round,
+                "accuracy": ev["accuracy"],
+                "f1": ev["f1"],
+                "train_loss": result.mean_loss,
+                "contributors": len(result.contributors),
+            }
+        )
+        tick("federated", result.round, cfg.rounds)
+
+    run = fed.run(cfg.rounds, on_round=on_round)
+    assert coord.standardizer is not None
+    fed_pred = _predict(coord.model, coord.standardizer, test)
+    federated = evaluate(fed_pred, train_kinds)
+    federated["per_round"] = per_round
+    federated["incidents"] = [asdict(i) for i in run.incidents]
+    timings["federated_s"] = time.perf_counter() - t0
+
+    # --- families a member never saw --------------------------------------------------------
+    unseen: dict[str, Any] = {}
+    all_groups = set(test.positive_groups)
+    for m, seen in zip(ids, part.seen_groups, strict=True):
+        missing = sorted(all_groups - seen)
+        lr, n = local_preds[m].detection_rate(missing)
+        if not n:
+            continue
+        unseen[m] = {
+            "families": missing,
+            "records": n,
+            "local_only": lr,
+            "federated": fed_pred.detection_rate(missing)[0],
+            "centralized": central_pred.detection_rate(missing)[0],
+        }
+        local[m]["unseen_families"] = unseen[m]
+    if unseen:
+        w = np.array([u["records"] for u in unseen.values()], dtype=float)
+        unseen_mean = {
+            key: float(np.average([u[key] for u in unseen.values()], weights=w))
+            for key in ("local_only", "federated", "centralized")
+        }
+    else:
+        unseen_mean = {}
+
+    local_mean = {key: float(np.mean([local[m][key] for m in ids])) for key in ("accuracy", "f1")}
+    for key in ("precision", "recall", "roc_auc", "fpr"):
+        if key in local[ids[0]]:
+            local_mean[key] = float(np.nanmean([local[m][key] for m in ids]))
+    local_mean["detection_accuracy"] = float(
+        np.mean([local[m]["detection"]["accuracy"] for m in ids])
+    )
+
+    fed_egress = fed.network.meter.summary()
+    metrics: dict[str, Any] = {
+        "dataset": {
+            "name": train.name,
+            "source": split.source,
+            "task": cfg.task
+            if train.name == "nsl-kdd"
+            else "binary"
+            if train.n_classes == 2
+            else "multiclass",
+            "classes": list(train.classes),
+            "features": train.n_features,
+            "train_records": len(train),
+            "test_records": len(test),
+        },
+        "config": {**asdict(cfg), "hidden": list(cfg.hidden)},
+        "model": _new_model(cfg, train).describe(),
+        "partition": {
+            "scheme": part.scheme,
+            "members": _json_partition(split, part, ids),
+        },
+        "federated": federated,
+        "centralized": centralized,
+        "local_only": {
+            **local_mean,
+            "per_member": local,
+        },
+        "unseen_families": {"per_member": unseen, "mean": unseen_mean},
+        "egress": {
+            "federated": fed_egress,
+            "centralized": central_net.meter.summary(),
+            "local_only": local_meter.summary(),
+        },
+    }
+    timings["total_s"] = sum(timings.values())
+    metrics["timings"] = timings
+    return StudyResult(config=cfg, metrics=metrics, timings=timings)
