@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -55,7 +56,7 @@ def _fail(exc: GuardiansError) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _main(
     version: Annotated[
         bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
@@ -63,6 +64,10 @@ def _main(
 ) -> None:
     if version:
         out.print(f"guardians {__version__}")
+        raise typer.Exit()
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand is None:
+        out.print(ctx.get_help())
         raise typer.Exit()
 
 
@@ -72,7 +77,7 @@ def demo(
     rounds: Annotated[
         int | None,
         typer.Option(
-            help="Federated rounds [default: 40 for NSL-KDD, 20 for WDBC; 12 with --quick].", min=1
+            help="Federated rounds (default: 40 for NSL-KDD, 20 for WDBC; 12 with --quick).", min=1
         ),
     ] = None,
     dataset: Annotated[
@@ -92,15 +97,20 @@ def demo(
         str | None,
         typer.Option(
             help=f"How records are split across members: {' | '.join(SCHEMES)} "
-            "[default: family for NSL-KDD, dirichlet otherwise]."
+            "(default: family for NSL-KDD, dirichlet otherwise)."
         ),
     ] = None,
     alpha: Annotated[
-        float | None, typer.Option(help="Dirichlet concentration (label skew) [default: 0.5].")
+        float | None,
+        typer.Option(help="Dirichlet concentration (label skew) (default: 0.5; 1.0 for WDBC)."),
     ] = None,
     model: Annotated[str, typer.Option(help=f"Model: {' | '.join(MODEL_KINDS)}.")] = "mlp",
     epochs: Annotated[
-        int | None, typer.Option(help="Local epochs per round [default: per dataset].", min=1)
+        int | None, typer.Option(help="Local epochs per round (default: per dataset).", min=1)
+    ] = None,
+    server_momentum: Annotated[
+        float | None,
+        typer.Option(help="FedAvgM server momentum; 0 = plain FedAvg (default: 0.9)."),
     ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed for partitioning, initialisation, shuffling.")
@@ -138,6 +148,7 @@ def demo(
             model=model,
             rounds=rounds,
             epochs=epochs,
+            server_momentum=server_momentum,
             seed=seed,
         )
         wdbc_cfg = config_for("wdbc", members=members, model=model, seed=seed)

@@ -92,8 +92,9 @@ def family_skew(
     families_per_member: int = 2,
 ) -> Partition:
     """Every member gets an equal random share of ``negative_group`` (normal traffic) and the
-    records of ``families_per_member`` attack families; each family goes to at least one member,
-    and its records are split evenly among the members that hold it."""
+    records of ``families_per_member`` attack families (more if there are too few members to
+    cover every family); each family goes to at least one member, and its records are split
+    evenly among the members that hold it."""
     _check_members(members, len(groups))
     families = sorted(str(g) for g in np.unique(groups) if g != negative_group)
     if not families:
@@ -101,6 +102,8 @@ def family_skew(
     if negative_group not in set(groups.tolist()):
         raise PartitionError(f"family skew needs {negative_group!r} records in the data")
     k = min(max(1, families_per_member), len(families))
+    # Too few member slots to cover every family: give each member more families.
+    k = max(k, -(-len(families) // members))
     # Rotate through families so each is covered; a seeded shuffle decides who gets what.
     order = rng.permutation(len(families))
     holders: dict[str, list[int]] = {f: [] for f in families}

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from guardians.errors import ConfigError
+from guardians.learning.aggregate import ServerMomentum
 from guardians.learning.models import Model
 from guardians.learning.preprocess import Standardizer
 from guardians.learning.train import TrainConfig
@@ -27,6 +28,7 @@ class CoordinatorNode:
         fraction: float = 1.0,
         min_fraction: float = 0.5,
         n_features: int,
+        server_momentum: float = 0.0,
     ) -> None:
         if not members:
             raise ConfigError("a consortium needs at least one member")
@@ -44,6 +46,7 @@ class CoordinatorNode:
         self.params = model.get_params()
         self.standardizer: Standardizer | None = None
         self.history: list[RoundResult] = []
+        self.server_opt = ServerMomentum(server_momentum) if server_momentum else None
 
     def stats_collection(self) -> StatsCollection:
         return StatsCollection(round=0, selected=self.members, n_features=self.n_features)
@@ -61,6 +64,7 @@ class CoordinatorNode:
             global_params=self.params,
             train=self.train,
             min_updates=max(1, int(np.ceil(self.min_fraction * len(selected)))),
+            **({"server_step": self.server_opt.step} if self.server_opt else {}),
         )
 
     def adopt(self, result: RoundResult) -> None:

@@ -148,9 +148,12 @@ def _decode_array(value: Any, dtype: str, ndim: int, where: str) -> np.ndarray:
         raise DecodeError(f"{where}: {len(raw)} bytes is not a whole number of {dtype} values")
     arr = np.frombuffer(raw, dtype=dt).astype(np.dtype(dtype), copy=False)
     if shape is not None:
-        if math.prod(shape) != arr.size:
+        if math.prod(shape) != arr.size or any(s > arr.size and arr.size for s in shape):
             raise DecodeError(f"{where}: shape {shape} does not match {arr.size} values")
-        arr = arr.reshape(shape)
+        try:
+            arr = arr.reshape(shape)
+        except (ValueError, OverflowError):
+            raise DecodeError(f"{where}: shape {shape} is not a valid array shape") from None
     return arr
 
 
@@ -162,7 +165,10 @@ def _check_scalar(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise DecodeError(f"{where}: expected a number, got {type(value).__name__}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise DecodeError(f"{where}: number out of range") from None
     if hint is str:
         if not isinstance(value, str):
             raise DecodeError(f"{where}: expected text, got {type(value).__name__}")

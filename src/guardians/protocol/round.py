@@ -13,6 +13,8 @@ and builds the replies. Neither side does I/O, reads a clock or draws randomness
 
 A peer that breaks the protocol raises :class:`RemoteProtocolError` naming it; the coordinator
 also excludes that member from the round, so one bad member cannot stall or poison the rest.
+One exception: a second copy of an accepted reply is refused without excluding the member, since
+a replay may come from the relay rather than the member.
 Misuse by our own caller raises :class:`LocalProtocolError`.
 """
 
@@ -190,6 +192,11 @@ class StatsCollection(_Collector):
 
 # --- a training round -----------------------------------------------------------------------
 Aggregator = Callable[[Sequence[np.ndarray], Sequence[int]], np.ndarray]
+ServerStep = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _apply_delta(params: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    return (params + delta).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)
@@ -216,12 +223,14 @@ class CoordinatorRound(_Collector):
         train: TrainConfig,
         min_updates: int | None = None,
         aggregate: Aggregator = fedavg,
+        server_step: ServerStep = _apply_delta,
         max_samples: int = 1 << 40,
     ) -> None:
         super().__init__(round=round, selected=selected, quorum=min_updates or len(selected))
         self.global_params = np.asarray(global_params, dtype=np.float32).copy()
         self.train = train
         self.aggregate = aggregate
+        self.server_step = server_step
         self.max_samples = max_samples
 
     def start(self) -> list[Send]:
@@ -256,7 +265,8 @@ class CoordinatorRound(_Collector):
             )
 
     def finish(self, recipients: Iterable[str]) -> tuple[RoundResult, list[Send]]:
-        """Aggregate (FedAvg by sample count) and broadcast the new global model."""
+        """Aggregate (FedAvg by sample count), apply the server step (plain addition, or a
+        server optimizer such as FedAvgM) and broadcast the new global model."""
         self._close()
         members = sorted(self.replies)
         ups = [self.replies[m] for m in members]
@@ -264,7 +274,7 @@ class CoordinatorRound(_Collector):
             [u.delta for u in ups],  # type: ignore[attr-defined]
             [u.num_samples for u in ups],  # type: ignore[attr-defined]
         )
-        params = (self.global_params + delta).astype(np.float32)
+        params = self.server_step(self.global_params, delta)
         samples = sum(u.num_samples for u in ups)  # type: ignore[attr-defined]
         losses = [u.loss for u in ups]  # type: ignore[attr-defined]
         result = RoundResult(

@@ -6,27 +6,28 @@ import io
 from typing import Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
+
+# Stable SVG element ids: the same metrics give the same file.
+matplotlib.rcParams["svg.hashsalt"] = "guardians"
 
 COLORS = {"federated": "#1f6feb", "centralized": "#8250df", "local_only": "#d4a72c"}
 LABELS = {"federated": "federated", "centralized": "centralized (pooled data)",
           "local_only": "local-only"}  # fmt: skip
 
 
-def _svg(fig: Any) -> str:
+def _svg(fig: Figure) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     svg = buf.getvalue()
     return svg[svg.index("<svg") :]  # drop the XML prolog so it can sit inside HTML
 
 
 def f1_per_round(metrics: dict[str, Any]) -> str:
     rounds = metrics["federated"]["per_round"]
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig = Figure(figsize=(7, 3.4))
+    ax = fig.subplots()
     x = [r["round"] for r in rounds]
     ax.plot(
         x,
@@ -61,7 +62,8 @@ def per_member(metrics: dict[str, Any]) -> str:
     ids = list(local)
     unseen = metrics.get("unseen_families", {}).get("per_member", {})
     panels = 2 if unseen else 1
-    fig, axes = plt.subplots(1, panels, figsize=(7 if panels == 1 else 11, 3.4), squeeze=False)
+    fig = Figure(figsize=(7 if panels == 1 else 11, 3.4))
+    axes = fig.subplots(1, panels, squeeze=False)
     x = np.arange(len(ids))
     w = 0.38
     ax = axes[0][0]
@@ -81,9 +83,9 @@ def per_member(metrics: dict[str, Any]) -> str:
     )
     ax.set_xticks(x, [m.replace("member-", "m") for m in ids])
     ax.set_ylabel("F1 on the test set")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.15)
     ax.set_title("Each member: alone vs in the consortium")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", ncols=2)
     ax.grid(axis="y", alpha=0.3)
     if unseen:
         ax = axes[0][1]
@@ -104,10 +106,10 @@ def per_member(metrics: dict[str, Any]) -> str:
             label="federated model",
         )
         ax.set_xticks(xu, [m.replace("member-", "m") for m in um])
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.15)
         ax.set_ylabel("detection rate")
         ax.set_title("Attack families the member never saw")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", ncols=2)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _svg(fig)
@@ -132,7 +134,8 @@ def per_family(metrics: dict[str, Any]) -> str:
         )
         for k in ("federated", "centralized"):
             series[k].append(metrics[k]["novel_attacks"]["detection_rate"])
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig = Figure(figsize=(7, 3.4))
+    ax = fig.subplots()
     x = np.arange(len(labels))
     w = 0.27
     for i, k in enumerate(("local_only", "federated", "centralized")):

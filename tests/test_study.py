@@ -1,0 +1,127 @@
+"""End-to-end: a short federated run on real NSL-KDD through the in-process engine."""
+
+import numpy as np
+import pytest
+
+from guardians.engine.inprocess import InProcessFederation
+from guardians.errors import RoundAbortedError
+from guardians.learning.data import load_nslkdd
+from guardians.learning.models import build_model
+from guardians.learning.partition import family_skew
+from guardians.learning.train import TrainConfig
+from guardians.node.coordinator import CoordinatorNode
+from guardians.node.member import MemberNode
+from guardians.protocol.messages import ModelUpdate
+from guardians.study import config_for, run_study
+
+
+@pytest.fixture(scope="module")
+def split():
+    return load_nslkdd("binary")
+
+
+@pytest.fixture(scope="module")
+def short_run(split):
+    cfg = config_for("nsl-kdd", members=6, rounds=8, seed=0)
+    return run_study(cfg, split=split).metrics
+
+
+def test_federated_beats_local_only_on_families_members_never_saw(short_run):
+    unseen = short_run["unseen_families"]
+    assert unseen["per_member"], "family skew must leave every member some unseen family"
+    mean = unseen["mean"]
+    # Each member alone barely detects families it never saw; the consortium model does.
+    assert mean["federated"] > mean["local_only"] + 0.15
+    # And overall, the federated model beats the average member working alone.
+    assert short_run["federated"]["f1"] > short_run["local_only"]["f1"]
+
+
+def test_no_raw_record_crossed_a_boundary_in_federated_training(short_run, split):
+    eg = short_run["egress"]
+    assert eg["federated"]["raw_records"] == 0
+    assert all(p["raw_records_out"] == 0 for p in eg["federated"]["per_member"].values())
+    # Federated members did send things: statistics and updates, metered in bytes.
+    kinds = set()
+    for p in eg["federated"]["per_member"].values():
+        assert p["bytes_out"] > 0
+        kinds |= set(p["out_by_kind"])
+    assert kinds == {"fl/stats-report", "fl/update"}
+    # The centralized baseline uploaded every training record, and the meter saw each one.
+    assert eg["centralized"]["raw_records"] == len(split.train)
+    assert eg["local_only"]["raw_records"] == 0
+    assert eg["local_only"]["bytes_out"] == 0
+
+
+def test_metrics_have_the_documented_shape(short_run):
+    for setting in ("federated", "centralized", "local_only"):
+        assert 0.0 <= short_run[setting]["accuracy"] <= 1.0
+        assert 0.0 <= short_run[setting]["f1"] <= 1.0
+    assert len(short_run["local_only"]["per_member"]) == 6
+    assert [r["round"] for r in short_run["federated"]["per_round"]] == list(range(1, 9))
+    assert set(short_run["federated"]["per_family"]) == {"DoS", "Probe", "R2L", "U2R"}
+    novel = short_run["federated"]["novel_attacks"]
+    assert novel["records"] > 0 and "mscan" in novel["types"]
+
+
+def test_same_seed_same_numbers(split):
+    cfg = config_for("nsl-kdd", members=3, rounds=2, seed=7)
+    a = run_study(cfg, split=split).metrics
+    b = run_study(cfg, split=split).metrics
+    assert a["federated"]["f1"] == b["federated"]["f1"]
+    assert a["centralized"]["f1"] == b["centralized"]["f1"]
+    assert a["local_only"]["f1"] == b["local_only"]["f1"]
+
+
+class WrongLengthMember(MemberNode):
+    """A member whose updates have the wrong length."""
+
+    def handle(self, msg):
+        replies = super().handle(msg)
+        return [
+            ModelUpdate(round=r.round, num_samples=r.num_samples, loss=r.loss, delta=r.delta[:-1])
+            if isinstance(r, ModelUpdate)
+            else r
+            for r in replies
+        ]
+
+
+def _federation(split, bad: set[int], members: int = 4, min_fraction: float = 0.5):
+    train = split.train
+    part = family_skew(train.groups, members, np.random.default_rng(0), negative_group="normal")
+    nodes = {}
+    for k, ix in enumerate(part.indices):
+        cls = WrongLengthMember if k in bad else MemberNode
+        mid = f"m{k}"
+        model = build_model("mlp", train.n_features, 2, hidden=(8,), seed=0)
+        nodes[mid] = cls(mid, train.subset(ix), model, np.random.default_rng(k))
+    coord = CoordinatorNode(
+        list(nodes),
+        build_model("mlp", train.n_features, 2, hidden=(8,), seed=0),
+        TrainConfig(),
+        np.random.default_rng(1),
+        n_features=train.n_features,
+        min_fraction=min_fraction,
+    )
+    return InProcessFederation(coord, nodes)
+
+
+def test_a_malformed_member_is_excluded_and_the_round_completes(split):
+    fed = _federation(split, bad={1})
+    run = fed.run(2)
+    assert len(run.rounds) == 2
+    for result in run.rounds:
+        assert "m1" not in result.contributors
+        assert set(result.contributors) == {"m0", "m2", "m3"}
+        assert "shape" in result.dropped["m1"]
+    assert [i.member for i in run.incidents] == ["m1", "m1"]
+
+
+def test_round_aborts_without_quorum_and_releases_no_model(split):
+    fed = _federation(split, bad={0, 1, 2}, min_fraction=0.5)
+    before = fed.coordinator.params.copy()
+    with pytest.raises(RoundAbortedError, match="1 of 4 members replied, 2 needed"):
+        fed.run(1)
+    assert np.array_equal(fed.coordinator.params, before)
+    assert fed.run_record.rounds == []
+    # No member adopted a new global model.
+    assert all(node.global_round == -1 for node in fed.members.values())
