@@ -123,7 +123,9 @@ def _scorecard(sc: dict[str, Any]) -> str:
         )
         rows.append([
             _e(r["claim"]), _e(r["claimed"]),
-            f'{_e(r["measured"])} <span class="note">{_e(r["unit"])}</span>',
+            f'{_e(r["measured"])} <span class="note">{_e(r["unit"])}'
+            + (f'; {r["absolute_change_points"]:+} points' if "absolute_change_points" in r else "")
+            + "</span>",
             _e(r["ours"]),
             f'{_e(r["baseline"])} <span class="note">({_e(r["baseline_name"])})</span>',
             verdict, f'<span class="note">{_e(r["method"])}</span>',
