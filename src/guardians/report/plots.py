@@ -57,6 +57,21 @@ def f1_per_round(metrics: dict[str, Any]) -> str:
     return _svg(fig)
 
 
+def _alone_vs_federated(
+    ax: Any, ids: list[str], alone: list[float], fed: list[float], ylabel: str, title: str
+) -> None:
+    x = np.arange(len(ids))
+    w = 0.38
+    ax.bar(x - w / 2, alone, w, color=COLORS["local_only"], label="member alone")
+    ax.bar(x + w / 2, fed, w, color=COLORS["federated"], label="federated model")
+    ax.set_xticks(x, [m.replace("member-", "m") for m in ids])
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left", ncols=2)
+    ax.grid(axis="y", alpha=0.3)
+
+
 def per_member(metrics: dict[str, Any]) -> str:
     local = metrics["local_only"]["per_member"]
     ids = list(local)
@@ -64,53 +79,17 @@ def per_member(metrics: dict[str, Any]) -> str:
     panels = 2 if unseen else 1
     fig = Figure(figsize=(7 if panels == 1 else 11, 3.4))
     axes = fig.subplots(1, panels, squeeze=False)
-    x = np.arange(len(ids))
-    w = 0.38
-    ax = axes[0][0]
-    ax.bar(
-        x - w / 2,
-        [local[m]["f1"] for m in ids],
-        w,
-        color=COLORS["local_only"],
-        label="member alone",
-    )
-    ax.bar(
-        x + w / 2,
-        [metrics["federated"]["f1"]] * len(ids),
-        w,
-        color=COLORS["federated"],
-        label="federated model",
-    )
-    ax.set_xticks(x, [m.replace("member-", "m") for m in ids])
-    ax.set_ylabel("F1 on the test set")
-    ax.set_ylim(0, 1.15)
-    ax.set_title("Each member: alone vs in the consortium")
-    ax.legend(fontsize=8, loc="upper left", ncols=2)
-    ax.grid(axis="y", alpha=0.3)
+    _alone_vs_federated(
+        axes[0][0], ids, [local[m]["f1"] for m in ids], [metrics["federated"]["f1"]] * len(ids),
+        "F1 on the test set", "Each member: alone vs in the consortium",
+    )  # fmt: skip
     if unseen:
-        ax = axes[0][1]
         um = [m for m in ids if m in unseen]
-        xu = np.arange(len(um))
-        ax.bar(
-            xu - w / 2,
-            [unseen[m]["local_only"] for m in um],
-            w,
-            color=COLORS["local_only"],
-            label="member alone",
-        )
-        ax.bar(
-            xu + w / 2,
+        _alone_vs_federated(
+            axes[0][1], um, [unseen[m]["local_only"] for m in um],
             [unseen[m]["federated"] for m in um],
-            w,
-            color=COLORS["federated"],
-            label="federated model",
-        )
-        ax.set_xticks(xu, [m.replace("member-", "m") for m in um])
-        ax.set_ylim(0, 1.15)
-        ax.set_ylabel("detection rate")
-        ax.set_title("Attack families the member never saw")
-        ax.legend(fontsize=8, loc="upper left", ncols=2)
-        ax.grid(axis="y", alpha=0.3)
+            "detection rate", "Attack families the member never saw",
+        )  # fmt: skip
     fig.tight_layout()
     return _svg(fig)
 
