@@ -47,6 +47,7 @@ def samples():
             batch_size=64,
             learning_rate=1e-3,
             optimizer="adam",
+            momentum=0.9,
             params=RNG.normal(size=101).astype(np.float32),
         ),
         ModelUpdate(
@@ -309,6 +310,7 @@ def test_wrong_text_field_type():
             batch_size=2,
             learning_rate=0.1,
             optimizer="sgd",
+            momentum=0.0,
             params=np.zeros(2, np.float32),
         )
     )

@@ -125,3 +125,15 @@ def test_round_aborts_without_quorum_and_releases_no_model(split):
     assert fed.run_record.rounds == []
     # No member adopted a new global model.
     assert all(node.global_round == -1 for node in fed.members.values())
+
+
+def test_members_left_out_of_a_round_still_follow_the_global_model(split):
+    fed = _federation(split, bad=set())
+    fed.coordinator.fraction = 0.5
+    run = fed.run(3)
+    assert run.incidents == []
+    assert all(len(r.contributors) == 2 for r in run.rounds)
+    # Every member, selected or not, ends on the latest global model.
+    for node in fed.members.values():
+        assert node.global_round == 3
+        assert np.array_equal(node.model.get_params(), fed.coordinator.params)

@@ -5,8 +5,10 @@
   the "centralized AI" baseline; the uploads go through the engine and are metered;
 - **federated**: the in-process consortium (stats phase, then FedAvg rounds).
 
-Each trains with the same model, optimizer and number of passes over every record, and is scored
-on the same held-out test set. Everything is seeded; the same config gives the same numbers.
+Each trains the same model with the same local optimizer (Adam) and the same number of passes over
+every record, and is scored on the same held-out test set. Differences that remain: the federated
+coordinator applies FedAvgM server momentum (``server_momentum``, 0 = plain FedAvg) and members
+restart Adam every round. Everything is seeded; the same config gives the same numbers.
 """
 
 from __future__ import annotations
@@ -240,7 +242,7 @@ def run_study(
                 "round": result.round,
                 "accuracy": ev["accuracy"],
                 "f1": ev["f1"],
-                "train_loss": result.mean_loss,
+                "mean_local_loss": result.mean_loss,
                 "contributors": len(result.contributors),
             }
         )

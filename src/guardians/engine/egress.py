@@ -3,8 +3,9 @@
 Every message a transport carries is recorded (sender, recipient, kind, bytes). For messages
 leaving a member, the meter also *scans the payload* for that member's raw records: it holds a
 fingerprint index of the member's record rows (their exact float32 byte encoding, the form the
-member holds them in) and reports how many distinct records occur verbatim anywhere in the
-bytes, at any byte offset. Reports read this record; nothing assumes it.
+member holds them in) and reports how many of its records occur verbatim anywhere in the bytes,
+at any byte offset (identical records count once each). Reports read this record; nothing
+assumes it.
 
 The scan catches records copied verbatim in the member's encoding (the way a data upload, or an
 update with records smuggled into it, carries them). It is not a proof that no information about

@@ -10,6 +10,7 @@ from guardians.errors import ConfigError
 from guardians.learning.models import Model
 
 OPTIMIZERS = ("adam", "sgd")
+MAX_EPOCHS = 10_000  # a coordinator must not be able to keep a member busy forever
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,12 @@ class TrainConfig:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 < self.learning_rate < 10:
+            raise ConfigError(f"learning_rate must be in (0, 10), got {self.learning_rate}")
+        if self.epochs > MAX_EPOCHS:
+            raise ConfigError(f"epochs must be at most {MAX_EPOCHS}, got {self.epochs}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
 

@@ -161,6 +161,8 @@ def _check_scalar(value: Any, hint: Any, where: str) -> Any:
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise DecodeError(f"{where}: expected an integer, got {type(value).__name__}")
+        if not -(1 << 63) <= value < (1 << 64):
+            raise DecodeError(f"{where}: integer outside the 64-bit range")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):

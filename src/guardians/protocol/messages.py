@@ -66,6 +66,7 @@ class TrainInstruction(Message):
     batch_size: int
     learning_rate: float
     optimizer: str
+    momentum: float
     params: np.ndarray = array_field("float32")
 
     def __post_init__(self) -> None:

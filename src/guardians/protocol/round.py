@@ -13,8 +13,8 @@ and builds the replies. Neither side does I/O, reads a clock or draws randomness
 
 A peer that breaks the protocol raises :class:`RemoteProtocolError` naming it; the coordinator
 also excludes that member from the round, so one bad member cannot stall or poison the rest.
-One exception: a second copy of an accepted reply is refused without excluding the member, since
-a replay may come from the relay rather than the member.
+Exceptions: a second copy of an accepted reply, or a reply for another round, is refused without
+excluding the member, since such a replay may come from the relay rather than the member.
 Misuse by our own caller raises :class:`LocalProtocolError`.
 """
 
@@ -108,17 +108,18 @@ class _Collector:
                 f"{sender!r} was excluded from round {self.round} ({self.dropped[sender]})",
                 peer=sender,
             )
+        msg_round = getattr(msg, "round", None)
+        if isinstance(msg, self.expects) and msg_round != self.round:
+            # Like a duplicate, a stale message may be a relay's replay: refuse it, keep the member.
+            raise RemoteProtocolError(
+                f"{sender!r} sent {msg.KIND} for round {msg_round} during round "
+                f"{self.round} (stale or replayed)",
+                peer=sender,
+            )
         try:
             if not isinstance(msg, self.expects):
                 raise RemoteProtocolError(
                     f"{sender!r} sent {msg.KIND}, expected {self.expects.KIND}", peer=sender
-                )
-            msg_round = msg.round  # type: ignore[attr-defined]
-            if msg_round != self.round:
-                raise RemoteProtocolError(
-                    f"{sender!r} sent {msg.KIND} for round {msg_round} during round "
-                    f"{self.round} (stale or replayed)",
-                    peer=sender,
                 )
             self._validate(sender, msg)
         except RemoteProtocolError as exc:
@@ -156,10 +157,17 @@ class StatsCollection(_Collector):
     expects = StatsReport
 
     def __init__(
-        self, *, round: int, selected: Sequence[str], n_features: int, quorum: int | None = None
+        self,
+        *,
+        round: int,
+        selected: Sequence[str],
+        n_features: int,
+        quorum: int | None = None,
+        max_count: int = 1 << 40,
     ) -> None:
         super().__init__(round=round, selected=selected, quorum=quorum or len(selected))
         self.n_features = n_features
+        self.max_count = max_count
 
     def start(self) -> list[Send]:
         self._begin()
@@ -176,8 +184,16 @@ class StatsCollection(_Collector):
                 )
             if not np.all(np.isfinite(arr)):
                 raise RemoteProtocolError(f"{sender!r} sent non-finite {name}", peer=sender)
-        if msg.count < 1:
-            raise RemoteProtocolError(f"{sender!r} reported no records", peer=sender)
+        if not 1 <= msg.count <= self.max_count:
+            raise RemoteProtocolError(
+                f"{sender!r} reported {msg.count} records (allowed 1..{self.max_count})",
+                peer=sender,
+            )
+        # Cauchy–Schwarz: (Σx)² ≤ n·Σx², and Σx² ≥ 0; anything else is not real data.
+        if np.any(msg.sumsq < 0) or np.any(msg.sum**2 > msg.count * msg.sumsq * (1 + 1e-9) + 1e-9):
+            raise RemoteProtocolError(
+                f"{sender!r} sent statistics no data set can have", peer=sender
+            )
 
     def finish(self, recipients: Iterable[str]) -> tuple[Standardizer, list[Send]]:
         self._close()
@@ -186,6 +202,12 @@ class StatsCollection(_Collector):
             for r in self.replies.values()
         )
         std = Standardizer.from_stats(stats)
+        if not (np.all(np.isfinite(std.mean)) and np.all(np.isfinite(std.scale))):
+            self.phase = Phase.ABORTED
+            raise RoundAbortedError(
+                f"round {self.round}: combined feature statistics are not finite; "
+                "no standardizer released"
+            )
         result = StatsResult(round=self.round, mean=std.mean, scale=std.scale)
         return std, [Send(m, result) for m in recipients]
 
@@ -242,6 +264,7 @@ class CoordinatorRound(_Collector):
             batch_size=t.batch_size,
             learning_rate=t.learning_rate,
             optimizer=t.optimizer,
+            momentum=t.momentum,
             params=self.global_params,
         )
         return [Send(m, instr) for m in self.selected]
@@ -258,6 +281,8 @@ class CoordinatorRound(_Collector):
             raise RemoteProtocolError(
                 f"{sender!r} sent an update with non-finite values", peer=sender
             )
+        if not np.isfinite(msg.loss):
+            raise RemoteProtocolError(f"{sender!r} sent a non-finite loss", peer=sender)
         if not 1 <= msg.num_samples <= self.max_samples:
             raise RemoteProtocolError(
                 f"{sender!r} claimed {msg.num_samples} samples (allowed 1..{self.max_samples})",
@@ -274,7 +299,14 @@ class CoordinatorRound(_Collector):
             [u.delta for u in ups],  # type: ignore[attr-defined]
             [u.num_samples for u in ups],  # type: ignore[attr-defined]
         )
-        params = self.server_step(self.global_params, delta)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked just below
+            params = self.server_step(self.global_params, delta)
+        if not np.all(np.isfinite(params)):
+            self.phase = Phase.ABORTED
+            raise RoundAbortedError(
+                f"round {self.round}: the aggregate is not finite (an update too large?); "
+                "no model released"
+            )
         samples = sum(u.num_samples for u in ups)  # type: ignore[attr-defined]
         losses = [u.loss for u in ups]  # type: ignore[attr-defined]
         result = RoundResult(
@@ -326,6 +358,7 @@ class MemberSession:
         self.n_features = n_features
         self.n_params = n_params
         self._last_round = -1
+        self._last_global = -1
         self._training_round: int | None = None
         self._stats_round: int | None = None
 
@@ -364,6 +397,7 @@ class MemberSession:
                     batch_size=msg.batch_size,
                     learning_rate=msg.learning_rate,
                     optimizer=msg.optimizer,
+                    momentum=msg.momentum,
                 )
             except Exception as exc:
                 raise self._remote(f"bad training configuration: {exc}") from None
@@ -371,11 +405,15 @@ class MemberSession:
             self._training_round = msg.round
             return TrainingRequested(msg.round, msg.params, cfg)
         if isinstance(msg, GlobalModel):
-            if msg.round != self._last_round:
+            # Members not selected for a round still adopt its model; round numbers only grow.
+            if msg.round <= self._last_global or msg.round < self._last_round:
                 raise self._remote(
-                    f"global model for round {msg.round}, current round is {self._last_round}"
+                    f"global model for round {msg.round} after round "
+                    f"{max(self._last_global, self._last_round)} (stale or replayed)"
                 )
             self._check_vector(msg.params, self.n_params, "global model")
+            self._last_global = msg.round
+            self._last_round = max(self._last_round, msg.round)
             return GlobalModelReceived(msg.round, msg.params)
         raise self._remote(f"unexpected message {msg.KIND}")
 
@@ -387,6 +425,9 @@ class MemberSession:
     def update(self, round: int, delta: np.ndarray, num_samples: int, loss: float) -> ModelUpdate:
         if self._training_round != round:
             raise LocalProtocolError(f"no training was requested for round {round}")
+        delta = np.asarray(delta, dtype=np.float32)
+        if not np.all(np.isfinite(delta)) or not np.isfinite(loss):
+            raise LocalProtocolError(f"round {round}: local training diverged (non-finite update)")
         self._training_round = None
         return ModelUpdate(
             round=round,
