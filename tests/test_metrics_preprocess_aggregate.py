@@ -235,3 +235,15 @@ def test_fedavg_rejects_bad_input():
         fedavg([a, a], [2, -1])
     with pytest.raises(ParameterShapeError):
         fedavg([a, a], [1])
+
+
+def test_near_constant_feature_with_large_mean_is_not_blown_up():
+    # Σx²/n − mean² leaves rounding noise here; it must not become a tiny scale.
+    X = np.full((37, 2), 987.654, dtype=np.float32)
+    X[:, 1] = np.linspace(-1, 1, 37)
+    parts = [X[:5], X[5:20], X[20:]]
+    fed = Standardizer.from_stats(FeatureStats.combine(FeatureStats.of(p) for p in parts))
+    for std in (fed, Standardizer.fit(X)):
+        assert std.scale[0] == 1.0
+        assert np.all(np.abs(std.transform(X)[:, 0]) < 1e-3)
+        assert std.scale[1] == pytest.approx(X[:, 1].astype(np.float64).std(), rel=1e-5)

@@ -61,7 +61,10 @@ class Standardizer:
         mean = stats.sum / stats.count
         var = np.maximum(stats.sumsq / stats.count - mean * mean, 0.0)
         std = np.sqrt(var)
-        scale = np.where(std > 1e-8, std, 1.0)
+        # Σx²/n − mean² cancels catastrophically for near-constant features with a large mean:
+        # a deviation below 1e-6 of the feature's magnitude is rounding noise, not spread.
+        constant = std <= 1e-6 * np.maximum(np.abs(mean), 1e-2)
+        scale = np.where(constant, 1.0, std)
         return cls(mean=mean.astype(np.float32), scale=scale.astype(np.float32))
 
     @classmethod
