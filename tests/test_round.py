@@ -429,6 +429,7 @@ def test_stats_collection_needs_everyone_by_default():
 def instruction(round, n=D, **kw):
     args = {
         "epochs": 1, "batch_size": 8, "learning_rate": 0.1, "optimizer": "adam", "momentum": 0.9,
+        "aggregation": "plain",
     }  # fmt: skip
     args.update(kw)
     return TrainInstruction(round=round, params=np.ones(n, np.float32), **args)
@@ -517,6 +518,7 @@ def test_member_rejects_non_finite_params_and_bad_config():
                 learning_rate=0.1,
                 optimizer="adam",
                 momentum=0.9,
+                aggregation="plain",
                 params=p,
             )
         )

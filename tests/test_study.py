@@ -45,7 +45,11 @@ def test_no_raw_record_crossed_a_boundary_in_federated_training(short_run, split
     for p in eg["federated"]["per_member"].values():
         assert p["bytes_out"] > 0
         kinds |= set(p["out_by_kind"])
-    assert kinds == {"fl/stats-report", "fl/update"}
+    # Secure aggregation is the default: no plaintext update ever left a member.
+    assert "fl/update" not in kinds
+    assert {"fl/stats-report", "secagg/advertise", "secagg/masked-input"} <= kinds
+    assert eg["federated"]["plaintext_updates_out"] == 0
+    assert eg["federated"]["protected_share_of_data_bytes"] > 0.95
     # The centralized baseline uploaded every training record, and the meter saw each one.
     assert eg["centralized"]["raw_records"] == len(split.train)
     assert eg["local_only"]["raw_records"] == 0

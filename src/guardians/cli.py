@@ -112,6 +112,17 @@ def demo(
         float | None,
         typer.Option(help="FedAvgM server momentum; 0 = plain FedAvg (default: 0.9)."),
     ] = None,
+    privacy: Annotated[
+        str,
+        typer.Option(
+            help="How updates leave members: secagg (secure aggregation with hybrid "
+            "post-quantum keys) or none (plaintext FedAvg)."
+        ),
+    ] = "secagg",
+    compare_privacy: Annotated[
+        bool,
+        typer.Option(help="Also train with the other privacy method, for the scorecard."),
+    ] = True,
     seed: Annotated[
         int, typer.Option(help="Seed for partitioning, initialisation, shuffling.")
     ] = 0,
@@ -149,9 +160,11 @@ def demo(
             rounds=rounds,
             epochs=epochs,
             server_momentum=server_momentum,
+            privacy=privacy,
+            compare_privacy=compare_privacy,
             seed=seed,
         )
-        wdbc_cfg = config_for("wdbc", members=members, model=model, seed=seed)
+        wdbc_cfg = config_for("wdbc", members=members, model=model, privacy=privacy, seed=seed)
         out_dir.mkdir(parents=True, exist_ok=True)
         with Progress(
             TextColumn("[bold]{task.description:<28}"),

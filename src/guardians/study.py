@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from guardians.crypto.sign import SigningKey
 from guardians.engine.egress import EgressMeter
 from guardians.engine.inprocess import COORDINATOR, InProcessFederation, InProcessNetwork
 from guardians.errors import ConfigError
@@ -29,11 +30,12 @@ from guardians.learning.models import MLP, build_model
 from guardians.learning.partition import SCHEMES, Partition, partition
 from guardians.learning.preprocess import Standardizer
 from guardians.learning.train import TrainConfig, train_local
-from guardians.node.coordinator import CoordinatorNode
+from guardians.node.coordinator import PRIVACY_METHODS, CoordinatorNode
 from guardians.node.member import MemberNode
 from guardians.protocol.messages import RecordsUpload
 
 Progress = Callable[[str, int, int], None]
+CONSORTIUM = "guardians-demo"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class StudyConfig:
     optimizer: str = "adam"
     # FedAvgM: damps the round-to-round swings of members with very different data.
     server_momentum: float = 0.9
+    # Secure aggregation by default; the other method also runs when compare_privacy is set.
+    privacy: str = "secagg"
+    compare_privacy: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -63,6 +68,8 @@ class StudyConfig:
             raise ConfigError(f"--members must be at least 1, got {self.members}")
         if self.rounds < 1:
             raise ConfigError(f"--rounds must be at least 1, got {self.rounds}")
+        if self.privacy not in PRIVACY_METHODS:
+            raise ConfigError(f"unknown privacy {self.privacy!r}; choose one of {PRIVACY_METHODS}")
         if self.partition not in SCHEMES:
             raise ConfigError(f"unknown partition {self.partition!r}; choose one of {SCHEMES}")
 
@@ -109,6 +116,66 @@ def _new_model(cfg: StudyConfig, data: Dataset) -> MLP:
 
 def _predict(model: MLP, std: Standardizer, test: Dataset) -> Predictions:
     return Predictions(proba=model.predict_proba(std.transform(test.X)), test=test)
+
+
+def _run_federated(
+    cfg: StudyConfig,
+    privacy: str,
+    ids: list[str],
+    shares: dict[str, Dataset],
+    train: Dataset,
+    test: Dataset,
+    train_kinds: set[str],
+    tick: Progress,
+    label: str = "federated",
+) -> tuple[Predictions, dict[str, Any], dict[str, Any]]:
+    """One federated training run; returns test predictions, metrics and the egress summary."""
+    identities = {m: SigningKey.generate() for m in ids} if privacy == "secagg" else {}
+    directory = {m: k.verify_key for m, k in identities.items()}
+    nodes = {
+        m: MemberNode(
+            m, shares[m], _new_model(cfg, train), np.random.default_rng([cfg.seed, k, 3]),
+            identity=identities.get(m), directory=directory, consortium=CONSORTIUM,
+            require_secure=privacy == "secagg",
+        )
+        for k, m in enumerate(ids)
+    }  # fmt: skip
+    coord = CoordinatorNode(
+        ids,
+        _new_model(cfg, train),
+        cfg.train,
+        np.random.default_rng([cfg.seed, 4]),
+        n_features=train.n_features,
+        server_momentum=cfg.server_momentum,
+        privacy=privacy,
+        directory=directory,
+        consortium=CONSORTIUM,
+    )
+    fed = InProcessFederation(coord, nodes)
+    per_round: list[dict[str, Any]] = []
+
+    def on_round(result: Any) -> None:
+        assert coord.standardizer is not None
+        ev = evaluate(_predict(coord.model, coord.standardizer, test))
+        per_round.append(
+            {
+                "round": result.round,
+                "accuracy": ev["accuracy"],
+                "f1": ev["f1"],
+                "mean_local_loss": result.mean_loss,
+                "contributors": len(result.contributors),
+            }
+        )
+        tick(label, result.round, cfg.rounds)
+
+    run = fed.run(cfg.rounds, on_round=on_round)
+    assert coord.standardizer is not None
+    pred = _predict(coord.model, coord.standardizer, test)
+    metrics = evaluate(pred, train_kinds)
+    metrics["privacy"] = privacy
+    metrics["per_round"] = per_round
+    metrics["incidents"] = [asdict(i) for i in run.incidents]
+    return pred, metrics, fed.network.meter.summary()
 
 
 def _json_partition(split: DataSplit, part: Partition, ids: list[str]) -> list[dict[str, Any]]:
@@ -219,42 +286,30 @@ def run_study(
 
     # --- federated ------------------------------------------------------------------------
     t0 = time.perf_counter()
-    nodes = {
-        m: MemberNode(m, shares[m], _new_model(cfg, train), np.random.default_rng([cfg.seed, k, 3]))
-        for k, m in enumerate(ids)
-    }
-    coord = CoordinatorNode(
-        ids,
-        _new_model(cfg, train),
-        cfg.train,
-        np.random.default_rng([cfg.seed, 4]),
-        n_features=train.n_features,
-        server_momentum=cfg.server_momentum,
+    fed_pred, federated, fed_egress = _run_federated(
+        cfg, cfg.privacy, ids, shares, train, test, train_kinds, tick
     )
-    fed = InProcessFederation(coord, nodes)
-    per_round: list[dict[str, Any]] = []
-
-    def on_round(result: Any) -> None:
-        assert coord.standardizer is not None
-        ev = evaluate(_predict(coord.model, coord.standardizer, test))
-        per_round.append(
-            {
-                "round": result.round,
+    timings["federated_s"] = time.perf_counter() - t0
+    comparison: dict[str, Any] = {}
+    if cfg.compare_privacy:
+        other = "none" if cfg.privacy == "secagg" else "secagg"
+        t0 = time.perf_counter()
+        _, alt, alt_egress = _run_federated(
+            cfg, other, ids, shares, train, test, train_kinds, tick, label=f"federated ({other})"
+        )
+        timings[f"federated_{other}_s"] = time.perf_counter() - t0
+        for name, ev, eg, secs in (
+            (cfg.privacy, federated, fed_egress, timings["federated_s"]),
+            (other, alt, alt_egress, timings[f"federated_{other}_s"]),
+        ):
+            comparison[name] = {
                 "accuracy": ev["accuracy"],
                 "f1": ev["f1"],
-                "mean_local_loss": result.mean_loss,
-                "contributors": len(result.contributors),
+                "seconds": secs,
+                "protected_share_of_data_bytes": eg["protected_share_of_data_bytes"],
+                "plaintext_updates_out": eg["plaintext_updates_out"],
+                "bytes_out": eg["bytes_out"],
             }
-        )
-        tick("federated", result.round, cfg.rounds)
-
-    run = fed.run(cfg.rounds, on_round=on_round)
-    assert coord.standardizer is not None
-    fed_pred = _predict(coord.model, coord.standardizer, test)
-    federated = evaluate(fed_pred, train_kinds)
-    federated["per_round"] = per_round
-    federated["incidents"] = [asdict(i) for i in run.incidents]
-    timings["federated_s"] = time.perf_counter() - t0
 
     # --- families a member never saw --------------------------------------------------------
     unseen: dict[str, Any] = {}
@@ -289,7 +344,6 @@ def run_study(
         np.mean([local[m]["detection"]["accuracy"] for m in ids])
     )
 
-    fed_egress = fed.network.meter.summary()
     metrics: dict[str, Any] = {
         "dataset": {
             "name": train.name,
@@ -311,6 +365,7 @@ def run_study(
             "members": _json_partition(split, part, ids),
         },
         "federated": federated,
+        "privacy_comparison": comparison,
         "centralized": centralized,
         "local_only": {
             **local_mean,

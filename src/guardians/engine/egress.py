@@ -128,6 +128,7 @@ class BoundaryTotals:
     bytes: int = 0
     raw_records: int = 0
     by_kind: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_protection: dict[str, int] = field(default_factory=dict)
 
 
 class EgressMeter:
@@ -149,13 +150,24 @@ class EgressMeter:
     def members(self) -> tuple[str, ...]:
         return tuple(self._fingerprints)
 
-    def record(self, sender: str, recipient: str, kind: str, payload: bytes) -> EgressRecord:
+    def record(
+        self,
+        sender: str,
+        recipient: str,
+        kind: str,
+        payload: bytes,
+        classes: dict[str, int] | None = None,
+    ) -> EgressRecord:
         raw = 0
         if sender in self._fingerprints:
             ids = self._fingerprints[sender].scan(payload)
             raw = len(ids)
             self._leaked[sender].update(ids.tolist())
             self._add(self.egress[sender], kind, len(payload), raw)
+            for c, n in (classes or {"header": len(payload)}).items():
+                self.egress[sender].by_protection[c] = (
+                    self.egress[sender].by_protection.get(c, 0) + n
+                )
         if recipient in self._fingerprints:
             self._add(self.ingress[recipient], kind, len(payload), 0)
         rec = EgressRecord(sender, recipient, kind, len(payload), raw)
@@ -186,9 +198,24 @@ class EgressMeter:
                 "bytes_out": e.bytes,
                 "bytes_in": i.bytes,
                 "out_by_kind": dict(e.by_kind),
+                "out_by_protection": dict(e.by_protection),
             }
+        prot: dict[str, int] = defaultdict(int)
+        for p in per_member.values():
+            for c, n in p["out_by_protection"].items():
+                prot[c] += n
+        data = prot["plain"] + prot["masked"] + prot["ciphertext"]
+        total = sum(prot.values())
+        protected = prot["masked"] + prot["ciphertext"]
+        updates = sum(p["out_by_kind"].get("fl/update", {}).get("messages", 0)
+                      for p in per_member.values())  # fmt: skip
         return {
             "raw_records": sum(p["raw_records_out"] for p in per_member.values()),
+            "bytes_by_protection": dict(prot),
+            # Of the bytes that carry member data (not keys, signatures or framing).
+            "protected_share_of_data_bytes": protected / data if data else None,
+            "protected_share_of_all_bytes": protected / total if total else None,
+            "plaintext_updates_out": updates,
             "bytes_out": sum(p["bytes_out"] for p in per_member.values()),
             "bytes_in": sum(p["bytes_in"] for p in per_member.values()),
             "messages_out": sum(p["messages_out"] for p in per_member.values()),

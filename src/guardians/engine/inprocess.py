@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from guardians.engine.egress import EgressMeter
 from guardians.errors import RemoteProtocolError
@@ -19,6 +20,8 @@ from guardians.protocol.codec import Message
 from guardians.protocol.round import RoundResult, Send
 
 COORDINATOR = "coordinator"
+# Stages at which a simulated member can drop: "collect" is the plaintext round's only stage.
+DROPOUT_STAGES = ("collect", "advertise", "encaps", "shares", "masked", "unmask")
 
 
 class InProcessNetwork:
@@ -29,7 +32,9 @@ class InProcessNetwork:
 
     def transmit(self, sender: str, recipient: str, msg: Message) -> Message:
         payload = codec.encode(msg)
-        self.meter.record(sender, recipient, msg.KIND, payload)
+        self.meter.record(
+            sender, recipient, msg.KIND, payload, classes=codec.classify(msg, len(payload))
+        )
         return codec.decode(payload)
 
 
@@ -59,13 +64,24 @@ class InProcessFederation:
         coordinator: CoordinatorNode,
         members: Mapping[str, MemberNode],
         network: InProcessNetwork | None = None,
+        dropouts: Mapping[int, Mapping[str, str]] | None = None,
     ) -> None:
         self.coordinator = coordinator
+        # {round: {member: stage}}: the member goes silent from that stage of that round on.
+        self.dropouts = dropouts or {}
         self.members = dict(members)
         self.network = network or InProcessNetwork()
         for m, node in self.members.items():
             self.network.meter.register_boundary(m, node.records)
         self.run_record = FederationRun()
+
+    def _gone(self, member: str, round: int, stage: str) -> bool:
+        """Whether ``member`` has dropped out by ``stage`` of ``round`` (simulated failures)."""
+        at = self.dropouts.get(round, {}).get(member)
+        if at is None:
+            return False
+        order = DROPOUT_STAGES
+        return stage not in order or order.index(stage) >= order.index(at)
 
     def _deliver(self, send: Send, round: int) -> list[Message]:
         """Deliver one coordinator message; return the member's (already transmitted) replies."""
@@ -78,21 +94,23 @@ class InProcessFederation:
             return []
         return [self.network.transmit(send.to, COORDINATOR, r) for r in replies]
 
-    def _collect(self, collector: object, sends: list[Send], round: int) -> None:
+    def _stage(self, rnd: Any, sends: list[Send], round: int) -> None:
+        """Deliver one stage's messages and hand every reply to the round."""
+        stage = rnd.stage
         for send in sends:
-            replies = self._deliver(send, round)
-            if not replies:
-                collector.drop(send.to, "no reply")  # type: ignore[attr-defined]
-            for reply in replies:
+            if self._gone(send.to, round, stage):
+                continue
+            for reply in self._deliver(send, round):
                 try:
-                    collector.receive(send.to, reply)  # type: ignore[attr-defined]
+                    rnd.receive(send.to, reply)
                 except RemoteProtocolError as exc:
                     self.run_record.incidents.append(Incident(round, send.to, str(exc)))
 
     def standardize(self) -> None:
         """Phase 0: members' feature statistics → the consortium standardizer."""
         stats = self.coordinator.stats_collection()
-        self._collect(stats, stats.start(), 0)
+        self._stage(stats, stats.start(), 0)
+        stats.advance()
         std, sends = stats.finish(self.members)
         self.coordinator.standardizer = std
         for s in sends:
@@ -100,8 +118,11 @@ class InProcessFederation:
 
     def run_round(self, round: int) -> RoundResult:
         rnd = self.coordinator.new_round(round)
-        self._collect(rnd, rnd.start(), round)
-        result, sends = rnd.finish(self.members)  # RoundAbortedError: no model is released
+        sends: list[Send] | None = rnd.start()
+        while sends is not None:
+            self._stage(rnd, sends, round)
+            sends = rnd.advance()  # RoundAbortedError: no model is released
+        result, sends = rnd.finish(self.members)
         self.coordinator.adopt(result)
         for s in sends:
             self._deliver(s, round)

@@ -5,16 +5,21 @@ It never sees records; it drives :mod:`guardians.protocol.round` state machines.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from guardians.crypto.sign import VerifyKey
 from guardians.errors import ConfigError
 from guardians.learning.aggregate import ServerMomentum
 from guardians.learning.models import Model
 from guardians.learning.preprocess import Standardizer
 from guardians.learning.train import TrainConfig
 from guardians.protocol.round import CoordinatorRound, RoundResult, StatsCollection
+from guardians.protocol.secagg.quantize import FixedPoint
+from guardians.protocol.secagg.server import SecureRound
+
+PRIVACY_METHODS = ("none", "secagg")
 
 
 class CoordinatorNode:
@@ -29,7 +34,23 @@ class CoordinatorNode:
         min_fraction: float = 0.5,
         n_features: int,
         server_momentum: float = 0.0,
+        privacy: str = "none",
+        directory: Mapping[str, VerifyKey] | None = None,
+        consortium: str = "guardians",
+        fixed_point: FixedPoint | None = None,
     ) -> None:
+        if privacy not in PRIVACY_METHODS:
+            raise ConfigError(f"privacy must be one of {PRIVACY_METHODS}, got {privacy!r}")
+        if privacy == "secagg":
+            missing = [m for m in members if m not in (directory or {})]
+            if missing:
+                raise ConfigError(f"secure aggregation needs identity keys of {missing}")
+            if len(members) < 3:
+                raise ConfigError("secure aggregation needs at least 3 members")
+        self.privacy = privacy
+        self.directory = directory or {}
+        self.consortium = consortium
+        self.fixed_point = fixed_point or FixedPoint()
         if not members:
             raise ConfigError("a consortium needs at least one member")
         if not 0.0 < fraction <= 1.0:
@@ -56,15 +77,22 @@ class CoordinatorNode:
         picked = self.rng.choice(len(self.members), size=k, replace=False)
         return [self.members[i] for i in sorted(picked)]
 
-    def new_round(self, round: int) -> CoordinatorRound:
+    def new_round(self, round: int) -> CoordinatorRound | SecureRound:
         selected = self.select()
+        step = {"server_step": self.server_opt.step} if self.server_opt else {}
+        if self.privacy == "secagg":
+            return SecureRound(
+                consortium=self.consortium, round=round, selected=selected,
+                directory=self.directory, global_params=self.params, train=self.train,
+                fixed_point=self.fixed_point, **step,
+            )  # fmt: skip
         return CoordinatorRound(
             round=round,
             selected=selected,
             global_params=self.params,
             train=self.train,
             min_updates=max(1, int(np.ceil(self.min_fraction * len(selected)))),
-            **({"server_step": self.server_opt.step} if self.server_opt else {}),
+            **step,
         )
 
     def adopt(self, result: RoundResult) -> None:

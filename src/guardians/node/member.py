@@ -7,8 +7,11 @@ adopts each new global model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
+from guardians.crypto.sign import SigningKey, VerifyKey
 from guardians.errors import RemoteProtocolError
 from guardians.learning.data import Dataset
 from guardians.learning.models import Model
@@ -23,13 +26,39 @@ from guardians.protocol.round import (
     StatsRequested,
     TrainingRequested,
 )
+from guardians.protocol.secagg.client import SecAggMember
+from guardians.protocol.secagg.messages import (
+    EncapsRelay,
+    Keys,
+    SecAggSetup,
+    SharesRelay,
+    UnmaskRequest,
+)
+
+SECAGG_MESSAGES = (SecAggSetup, Keys, EncapsRelay, SharesRelay, UnmaskRequest)
 
 
 class MemberNode:
     def __init__(
-        self, member_id: str, data: Dataset, model: Model, rng: np.random.Generator
+        self,
+        member_id: str,
+        data: Dataset,
+        model: Model,
+        rng: np.random.Generator,
+        *,
+        identity: SigningKey | None = None,
+        directory: Mapping[str, VerifyKey] | None = None,
+        consortium: str = "guardians",
+        require_secure: bool = False,
     ) -> None:
         self.id = member_id
+        self.identity = identity
+        self.directory = directory or {}
+        self.consortium = consortium
+        # Member policy, enforced here rather than trusted to the coordinator.
+        self.require_secure = require_secure
+        self._pending: tuple[int, np.ndarray, int] | None = None
+        self.secagg: SecAggMember | None = None
         self.data = data
         self.model = model
         self.rng = rng
@@ -46,6 +75,8 @@ class MemberNode:
 
     def handle(self, msg: Message) -> list[Message]:
         """Process one message from the coordinator; return the replies to send back."""
+        if isinstance(msg, SECAGG_MESSAGES):
+            return self._secure(msg)
         event = self.session.receive(msg)
         if isinstance(event, StatsRequested):
             return [self.session.stats_report(event.round, FeatureStats.of(self.data.X))]
@@ -59,16 +90,50 @@ class MemberNode:
                     f"coordinator → {self.id}: training requested before standardization",
                     peer="coordinator",
                 )
+            if event.aggregation == "plain" and self.require_secure:
+                raise RemoteProtocolError(
+                    f"coordinator → {self.id}: round {event.round} asks for a plaintext update; "
+                    "this member's policy requires secure aggregation",
+                    peer="coordinator",
+                )
             self.model.set_params(event.params)
             result = train_local(self.model, self._Z, self.data.y, event.config, self.rng)
             delta = self.model.get_params() - event.params
             self.last_loss = result.loss
+            if event.aggregation == "secagg":
+                self._pending = (event.round, delta, result.samples)
+                return []  # the update leaves only masked, in the secure-aggregation stages
             return [self.session.update(event.round, delta, result.samples, result.loss)]
         if isinstance(event, GlobalModelReceived):
             self.model.set_params(event.params)
             self.global_round = event.round
             return []
         raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
+
+    def _secure(self, msg: Message) -> list[Message]:
+        if isinstance(msg, SecAggSetup):
+            if self._pending is None or self._pending[0] != msg.round:
+                raise RemoteProtocolError(
+                    f"coordinator → {self.id}: secure-aggregation setup for round {msg.round} "
+                    "without a training request for it",
+                    peer="coordinator",
+                )
+            if self.identity is None:
+                raise RemoteProtocolError(
+                    f"{self.id} has no identity key for secure aggregation", peer="coordinator"
+                )
+            _, delta, samples = self._pending
+            self._pending = None
+            self.secagg = SecAggMember(
+                member=self.id, consortium=self.consortium, identity=self.identity,
+                directory=self.directory, vector=delta, weight=samples,
+                rng=np.random.default_rng(self.rng.integers(1 << 62)),
+            )  # fmt: skip
+        if self.secagg is None:
+            raise RemoteProtocolError(
+                f"coordinator → {self.id}: {msg.KIND} outside a secure round", peer="coordinator"
+            )
+        return self.secagg.receive(msg)
 
     def records_upload(self) -> RecordsUpload:
         """What the member would send a central server in the centralized baseline."""

@@ -68,11 +68,49 @@ def message(kind: str) -> Callable[[M], M]:
     return register
 
 
-def array_field(dtype: str, ndim: int = 1) -> Any:
-    """Declare a dataclass field holding a numpy array of ``dtype`` and ``ndim`` dimensions."""
-    if dtype not in _DTYPE_TAG:
-        raise TypeError(f"unsupported array dtype {dtype}")
-    return dataclasses.field(metadata={"dtype": dtype, "ndim": ndim})
+# What a field's bytes are, for the egress audit: member data in the clear ("plain"), masked
+# words, AEAD/KEM ciphertext, or public material that carries no member data (keys, signatures).
+PROTECTIONS = ("plain", "masked", "ciphertext", "public")
+
+
+def array_field(dtype: str | tuple[str, ...], ndim: int = 1, *, protection: str = "plain") -> Any:
+    """Declare a dataclass field holding a numpy array of ``dtype`` (or one of several) and
+    ``ndim`` dimensions."""
+    dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype)
+    for d in dtypes:
+        if d not in _DTYPE_TAG:
+            raise TypeError(f"unsupported array dtype {d}")
+    if protection not in PROTECTIONS:
+        raise TypeError(f"unknown protection {protection!r}")
+    return dataclasses.field(metadata={"dtype": dtypes, "ndim": ndim, "protection": protection})
+
+
+def bytes_field(protection: str) -> Any:
+    """Declare a bytes (or tuple of bytes) field and what its content is."""
+    if protection not in PROTECTIONS:
+        raise TypeError(f"unknown protection {protection!r}")
+    return dataclasses.field(metadata={"protection": protection})
+
+
+def _nbytes(value: Any) -> int:
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes)
+    if isinstance(value, bytes):
+        return len(value)
+    if isinstance(value, tuple):
+        return sum(_nbytes(v) for v in value)
+    return 0
+
+
+def classify(msg: Message, wire_bytes: int) -> dict[str, int]:
+    """Bytes of ``msg`` by protection class; the rest of the encoding counts as "header"."""
+    out = dict.fromkeys(PROTECTIONS, 0)
+    for f in dataclasses.fields(msg):  # type: ignore[arg-type]
+        prot = f.metadata.get("protection")
+        if prot:
+            out[prot] += _nbytes(getattr(msg, f.name))
+    out["header"] = max(0, wire_bytes - sum(out.values()))
+    return out
 
 
 def registered_kinds() -> tuple[str, ...]:
@@ -80,10 +118,12 @@ def registered_kinds() -> tuple[str, ...]:
 
 
 # --- encoding ---------------------------------------------------------------------------------
-def _encode_array(arr: np.ndarray, dtype: str, ndim: int, where: str) -> cbor2.CBORTag:
+def _encode_array(arr: np.ndarray, dtypes: tuple[str, ...], ndim: int, where: str) -> cbor2.CBORTag:
     a = np.asarray(arr)
     if a.ndim != ndim:
         raise LocalProtocolError(f"{where}: array has {a.ndim} dimensions, expected {ndim}")
+    # With several allowed dtypes the array's own decides; otherwise it is converted.
+    dtype = a.dtype.name if a.dtype.name in dtypes else dtypes[0]
     data = np.ascontiguousarray(a, dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
     typed = cbor2.CBORTag(_DTYPE_TAG[dtype], data)
     if ndim == 1:
@@ -119,7 +159,7 @@ def encode(msg: Message) -> bytes:
 
 
 # --- decoding ---------------------------------------------------------------------------------
-def _decode_array(value: Any, dtype: str, ndim: int, where: str) -> np.ndarray:
+def _decode_array(value: Any, dtypes: tuple[str, ...], ndim: int, where: str) -> np.ndarray:
     shape: list[int] | None = None
     if ndim > 1:
         if not (
@@ -136,10 +176,13 @@ def _decode_array(value: Any, dtype: str, ndim: int, where: str) -> np.ndarray:
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
         ):
             raise DecodeError(f"{where}: bad array shape {shape!r}")
-    want = _DTYPE_TAG[dtype]
-    if not isinstance(value, cbor2.CBORTag) or value.tag != want:
+    wanted = {_DTYPE_TAG[d]: d for d in dtypes}
+    if not isinstance(value, cbor2.CBORTag) or value.tag not in wanted:
         got = value.tag if isinstance(value, cbor2.CBORTag) else type(value).__name__
-        raise DecodeError(f"{where}: expected a {dtype} typed array (tag {want}), got {got}")
+        names = " or ".join(f"{d} (tag {_DTYPE_TAG[d]})" for d in dtypes)
+        raise DecodeError(f"{where}: expected a {names} typed array, got {got}")
+    want = value.tag
+    dtype = wanted[want]
     if not isinstance(value.value, bytes):
         raise DecodeError(f"{where}: typed array content must be a byte string")
     raw = value.value

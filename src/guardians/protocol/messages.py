@@ -11,6 +11,9 @@ import numpy as np
 
 from guardians.protocol.codec import Message, array_field, message
 
+# How the update leaves the member: in the clear ("plain") or through secure aggregation.
+AGGREGATIONS = ("plain", "secagg")
+
 
 def _nonneg(**values: int) -> None:
     for name, v in values.items():
@@ -67,10 +70,13 @@ class TrainInstruction(Message):
     learning_rate: float
     optimizer: str
     momentum: float
+    aggregation: str
     params: np.ndarray = array_field("float32")
 
     def __post_init__(self) -> None:
         _nonneg(round=self.round, epochs=self.epochs, batch_size=self.batch_size)
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}")
 
 
 @message("fl/update")
@@ -105,8 +111,8 @@ class RecordsUpload(Message):
     """Member → central server: raw training records. Only the centralized baseline sends it;
     it exists so that the baseline's data movement is carried and metered like everything else."""
 
-    features: np.ndarray = array_field("float32", ndim=2)
-    labels: np.ndarray = array_field("int64")
+    features: np.ndarray = array_field("float32", ndim=2, protection="plain")
+    labels: np.ndarray = array_field("int64", protection="plain")
 
     def __post_init__(self) -> None:
         if self.features.shape[0] != self.labels.shape[0]:

@@ -137,6 +137,15 @@ class _Collector:
         if member not in self.replies:
             self.dropped.setdefault(member, reason)
 
+    stage = "collect"
+
+    def advance(self) -> None:
+        """Close the (only) stage: whoever has not replied has dropped. No further stage."""
+        if self.phase is not Phase.COLLECTING:
+            raise LocalProtocolError(f"round {self.round} is {self.phase.value}, not collecting")
+        for m in self.pending:
+            self.drop(m, "no reply")
+
     def _close(self) -> None:
         if self.phase is not Phase.COLLECTING:
             raise LocalProtocolError(f"round {self.round} is {self.phase.value}, cannot finish")
@@ -265,6 +274,7 @@ class CoordinatorRound(_Collector):
             learning_rate=t.learning_rate,
             optimizer=t.optimizer,
             momentum=t.momentum,
+            aggregation="plain",
             params=self.global_params,
         )
         return [Send(m, instr) for m in self.selected]
@@ -338,6 +348,7 @@ class TrainingRequested:
     round: int
     params: np.ndarray
     config: TrainConfig
+    aggregation: str = "plain"
 
 
 @dataclass(frozen=True, eq=False)
@@ -359,6 +370,7 @@ class MemberSession:
         self.n_params = n_params
         self._last_round = -1
         self._last_global = -1
+        self._aggregation = "plain"
         self._training_round: int | None = None
         self._stats_round: int | None = None
 
@@ -403,7 +415,8 @@ class MemberSession:
                 raise self._remote(f"bad training configuration: {exc}") from None
             self._last_round = msg.round
             self._training_round = msg.round
-            return TrainingRequested(msg.round, msg.params, cfg)
+            self._aggregation = msg.aggregation
+            return TrainingRequested(msg.round, msg.params, cfg, msg.aggregation)
         if isinstance(msg, GlobalModel):
             # Members not selected for a round still adopt its model; round numbers only grow.
             if msg.round <= self._last_global or msg.round < self._last_round:
@@ -423,12 +436,15 @@ class MemberSession:
         return StatsReport(round=round, count=stats.count, sum=stats.sum, sumsq=stats.sumsq)
 
     def update(self, round: int, delta: np.ndarray, num_samples: int, loss: float) -> ModelUpdate:
+        """The plaintext reply to a training request (secure rounds send nothing here)."""
         if self._training_round != round:
             raise LocalProtocolError(f"no training was requested for round {round}")
         delta = np.asarray(delta, dtype=np.float32)
         if not np.all(np.isfinite(delta)) or not np.isfinite(loss):
             raise LocalProtocolError(f"round {round}: local training diverged (non-finite update)")
         self._training_round = None
+        if self._aggregation != "plain":
+            raise LocalProtocolError(f"round {round} uses {self._aggregation}, not plain updates")
         return ModelUpdate(
             round=round,
             num_samples=num_samples,

@@ -93,6 +93,39 @@ def _egress(m: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
+def _privacy(m: dict[str, Any]) -> str:
+    comp = m.get("privacy_comparison") or {}
+    if not comp:
+        return ""
+    names = {"secagg": "secure aggregation (SecAgg+, X25519+ML-KEM-768, Ed25519+ML-DSA-65)",
+             "none": "plaintext FedAvg"}  # fmt: skip
+    rows = []
+    for key, c in comp.items():
+        share = c["protected_share_of_data_bytes"]
+        rows.append([
+            _e(names.get(key, key)), _f(c["accuracy"]), _f(c["f1"]),
+            _pct(share) if share is not None else "–",
+            _e(c["plaintext_updates_out"]), _e(f'{c["bytes_out"]:,}'), _f(c["seconds"], 1),
+        ])  # fmt: skip
+    return (
+        "<h2>Privacy of updates</h2><p>The same federated training with each privacy method. "
+        "With secure aggregation the coordinator learns only the weighted sum of the members' "
+        "updates; it relays keys and encrypted shares it cannot read or forge.</p>"
+        + _table(
+            [
+                "method",
+                "accuracy",
+                "F1",
+                "member-data bytes masked or encrypted",
+                "plaintext updates to coordinator",
+                "bytes out (all members)",
+                "seconds",
+            ],
+            rows,
+        )
+    )
+
+
 def _members(m: dict[str, Any]) -> str:
     unseen = m.get("unseen_families", {}).get("per_member", {})
     rows = []
@@ -223,6 +256,7 @@ crossing a member's boundary and scans it for the member's records.</p>
 
 <h2>Data boundary (egress record)</h2>
 {_egress(main)}
+{_privacy(main)}
 
 {wdbc_html}
 

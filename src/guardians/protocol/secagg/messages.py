@@ -1,0 +1,134 @@
+"""Messages of a secure-aggregation round. Stage order:
+
+setup → advertise → keys → encaps → encaps-relay → shares → shares-relay → masked-input
+→ unmask-request → unmask-reply. Signatures and AEAD associated data bind every message to the
+consortium, the round and the parties.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from guardians.protocol.codec import Message, array_field, bytes_field, message
+
+
+@message("secagg/setup")
+@dataclass(frozen=True, eq=False)
+class SecAggSetup(Message):
+    """Coordinator → member: the round's participants and parameters. Neighbourhoods are derived
+    by every member from the participant list and the round, not chosen by the coordinator."""
+
+    round: int
+    participants: tuple[str, ...]
+    degree: int
+    threshold: int
+    modulus_bits: int
+    scale_bits: int
+    clip: float
+    dim: int
+
+
+@message("secagg/advertise")
+@dataclass(frozen=True, eq=False)
+class Advertise(Message):
+    """Member → coordinator: ephemeral X25519 and ML-KEM-768 keys, signed by the member's
+    composite identity key."""
+
+    round: int
+    x25519: bytes = bytes_field("public")
+    mlkem: bytes = bytes_field("public")
+    signature: bytes = bytes_field("public")
+
+
+@message("secagg/keys")
+@dataclass(frozen=True, eq=False)
+class Keys(Message):
+    """Coordinator → member: the neighbours' signed advertisements, relayed unchanged."""
+
+    round: int
+    members: tuple[str, ...]
+    x25519: tuple[bytes, ...] = bytes_field("public")
+    mlkem: tuple[bytes, ...] = bytes_field("public")
+    signatures: tuple[bytes, ...] = bytes_field("public")
+
+
+@message("secagg/encaps")
+@dataclass(frozen=True, eq=False)
+class Encaps(Message):
+    """Member → coordinator: ML-KEM ciphertexts for its higher-named neighbours, signed."""
+
+    round: int
+    recipients: tuple[str, ...]
+    ciphertexts: tuple[bytes, ...] = bytes_field("ciphertext")
+    signature: bytes = bytes_field("public")
+
+
+@message("secagg/encaps-relay")
+@dataclass(frozen=True, eq=False)
+class EncapsRelay(Message):
+    """Coordinator → member: each lower-named neighbour's ciphertext for it, with that
+    neighbour's whole signed Encaps so the signature can be checked."""
+
+    round: int
+    senders: tuple[str, ...]
+    recipients: tuple[tuple[str, ...], ...]
+    ciphertexts: tuple[tuple[bytes, ...], ...] = bytes_field("ciphertext")
+    signatures: tuple[bytes, ...] = bytes_field("public")
+
+
+@message("secagg/shares")
+@dataclass(frozen=True, eq=False)
+class Shares(Message):
+    """Member → coordinator: one AEAD ciphertext per neighbour, holding that neighbour's Shamir
+    shares of the member's self-mask seed and of each of its pairwise seeds."""
+
+    round: int
+    recipients: tuple[str, ...]
+    ciphertexts: tuple[bytes, ...] = bytes_field("ciphertext")
+
+
+@message("secagg/shares-relay")
+@dataclass(frozen=True, eq=False)
+class SharesRelay(Message):
+    """Coordinator → member: the ciphertexts addressed to it."""
+
+    round: int
+    senders: tuple[str, ...]
+    ciphertexts: tuple[bytes, ...] = bytes_field("ciphertext")
+
+
+@message("secagg/masked-input")
+@dataclass(frozen=True, eq=False)
+class MaskedInput(Message):
+    """Member → coordinator: the quantized, weighted update plus masks (uniform-looking words
+    mod 2^b); the last word is the member's weight, masked with the rest."""
+
+    round: int
+    clipped: int
+    masked: np.ndarray = array_field(("uint64", "uint32"), protection="masked")
+
+
+@message("secagg/unmask-request")
+@dataclass(frozen=True, eq=False)
+class UnmaskRequest(Message):
+    """Coordinator → surviving member: who sent masked input and who dropped after sharing."""
+
+    round: int
+    survivors: tuple[str, ...]
+    dropped: tuple[str, ...]
+
+
+@message("secagg/unmask-reply")
+@dataclass(frozen=True, eq=False)
+class UnmaskReply(Message):
+    """Member → coordinator: its shares of survivors' self-mask seeds and of dropped members'
+    pairwise seeds — never both for the same member."""
+
+    round: int
+    self_owners: tuple[str, ...]
+    # Readable by the coordinator by design (it needs them to unmask the sum): counted as plain.
+    self_shares: tuple[bytes, ...] = bytes_field("plain")
+    pair_owners: tuple[str, ...]
+    pair_shares: tuple[bytes, ...] = bytes_field("plain")

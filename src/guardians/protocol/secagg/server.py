@@ -1,0 +1,360 @@
+"""The coordinator side of a secure-aggregation round (sans-I/O).
+
+Drives the stages, relays what members send each other (it cannot read shares, nor forge or
+substitute keys: members verify signatures against their own directory), and in the end learns
+only the weighted sum of the survivors' updates. Interface shared with the plaintext round:
+``start()``, ``receive()``, ``drop()``, ``pending``, ``advance()`` (the next stage's messages, or
+None when done) and ``finish()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from guardians.crypto import shamir
+from guardians.crypto.errors import CryptoError
+from guardians.crypto.hybrid import HybridPublic
+from guardians.crypto.sign import VerifyKey
+from guardians.errors import (
+    ConfigError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    RoundAbortedError,
+)
+from guardians.learning.train import TrainConfig
+from guardians.protocol.codec import Message
+from guardians.protocol.messages import GlobalModel, TrainInstruction
+from guardians.protocol.round import RoundResult, Send, ServerStep, _apply_delta
+from guardians.protocol.secagg.client import (
+    advertise_payload,
+    encaps_payload,
+    expand_mask,
+    mask_sign,
+)
+from guardians.protocol.secagg.graph import default_degree, neighbourhoods
+from guardians.protocol.secagg.messages import (
+    Advertise,
+    Encaps,
+    EncapsRelay,
+    Keys,
+    MaskedInput,
+    SecAggSetup,
+    Shares,
+    SharesRelay,
+    UnmaskReply,
+    UnmaskRequest,
+)
+from guardians.protocol.secagg.quantize import FixedPoint
+
+STAGES = ("advertise", "encaps", "shares", "masked", "unmask")
+_EXPECTS: dict[str, type[Message]] = {
+    "advertise": Advertise,
+    "encaps": Encaps,
+    "shares": Shares,
+    "masked": MaskedInput,
+    "unmask": UnmaskReply,
+}
+
+
+def default_threshold(degree: int) -> int:
+    """More than half of a neighbourhood must cooperate to unmask anything."""
+    return degree // 2 + 1
+
+
+class SecureRound:
+    def __init__(
+        self,
+        *,
+        consortium: str,
+        round: int,
+        selected: Sequence[str],
+        directory: Mapping[str, VerifyKey],
+        global_params: np.ndarray,
+        train: TrainConfig,
+        fixed_point: FixedPoint | None = None,
+        degree: int | None = None,
+        threshold: int | None = None,
+        server_step: ServerStep = _apply_delta,
+        max_weight: int = 1 << 24,
+    ) -> None:
+        if len(set(selected)) != len(selected) or len(selected) < 2:
+            raise LocalProtocolError("secure aggregation needs at least two distinct members")
+        self.consortium = consortium
+        self.round = round
+        self.selected = tuple(sorted(selected))
+        self.directory = directory
+        self.global_params = np.asarray(global_params, dtype=np.float32).copy()
+        self.train = train
+        self.fp = fixed_point or FixedPoint()
+        self.fp.check_capacity(max_weight * len(selected))
+        self.degree = degree or default_degree(len(selected))
+        self.threshold = threshold or default_threshold(self.degree)
+        if not 2 * self.threshold > self.degree:
+            raise ConfigError("threshold must exceed half the neighbourhood")
+        self.graph = neighbourhoods(consortium, round, self.selected, self.degree)
+        self.server_step = server_step
+        self.dim = self.global_params.shape[0]
+        self.stage_index = 0
+        self.alive: set[str] = set(self.selected)
+        self.dropped: dict[str, str] = {}
+        self.replies: dict[str, Message] = {}
+        self.adverts: dict[str, Advertise] = {}
+        self.encaps: dict[str, Encaps] = {}
+        self.shares: dict[str, Shares] = {}
+        self.masked: dict[str, MaskedInput] = {}
+        self.unmask: dict[str, UnmaskReply] = {}
+        self.started = False
+        self.finished = False
+
+    # --- stage bookkeeping ------------------------------------------------------------------
+    @property
+    def stage(self) -> str:
+        return STAGES[self.stage_index] if self.stage_index < len(STAGES) else "done"
+
+    @property
+    def pending(self) -> frozenset[str]:
+        return frozenset(self.alive - set(self.replies))
+
+    def drop(self, member: str, reason: str) -> None:
+        if member not in self.selected:
+            raise LocalProtocolError(f"{member!r} is not part of round {self.round}")
+        if member in self.alive:
+            self.alive.discard(member)
+            self.dropped.setdefault(member, f"{self.stage}: {reason}")
+
+    def _exclude(self, member: str, text: str) -> RemoteProtocolError:
+        self.drop(member, text)
+        return RemoteProtocolError(text, peer=member)
+
+    def receive(self, sender: str, msg: Message) -> None:
+        if not self.started or self.finished:
+            raise LocalProtocolError("round is not collecting")
+        if sender not in self.selected:
+            raise RemoteProtocolError(f"{sender!r} is not part of round {self.round}", peer=sender)
+        if sender not in self.alive:
+            raise RemoteProtocolError(f"{sender!r} already left round {self.round}", peer=sender)
+        if sender in self.replies:
+            raise RemoteProtocolError(f"{sender!r} sent a second {msg.KIND}", peer=sender)
+        expected = _EXPECTS[self.stage]
+        if not isinstance(msg, expected):
+            raise self._exclude(sender, f"{sender!r} sent {msg.KIND} in stage {self.stage}")
+        if msg.round != self.round:  # type: ignore[attr-defined]
+            raise RemoteProtocolError(
+                f"{sender!r} sent {msg.KIND} for round {msg.round} (stale or replayed)",  # type: ignore[attr-defined]
+                peer=sender,
+            )
+        try:
+            self._validate(sender, msg)
+        except CryptoError as exc:
+            raise self._exclude(sender, f"{sender!r}: {type(exc).__name__}: {exc}") from None
+        except RemoteProtocolError as exc:
+            raise self._exclude(sender, str(exc)) from None
+        self.replies[sender] = msg
+
+    def _validate(self, sender: str, msg: Message) -> None:
+        def bad(text: str) -> RemoteProtocolError:
+            return RemoteProtocolError(f"{sender!r}: {text}", peer=sender)
+
+        if isinstance(msg, Advertise):
+            pub = HybridPublic(msg.x25519, msg.mlkem)
+            self.directory[sender].verify(
+                msg.signature, advertise_payload(self.consortium, self.round, sender, pub),
+                b"secagg/advertise",
+            )  # fmt: skip
+        elif isinstance(msg, Encaps):
+            higher = {v for v in self.graph[sender] if v > sender and v in self.adverts}
+            if set(msg.recipients) != higher or len(msg.recipients) != len(msg.ciphertexts):
+                raise bad("encapsulations do not match its higher-named live neighbours")
+            self.directory[sender].verify(
+                msg.signature,
+                encaps_payload(self.consortium, self.round, sender, msg.recipients,
+                               msg.ciphertexts),
+                b"secagg/encaps",
+            )  # fmt: skip
+        elif isinstance(msg, Shares):
+            # Neighbours with whom it agreed a key (a higher one may since have dropped).
+            allowed = set(self.graph[sender]) & set(self.adverts)
+            if not set(msg.recipients) <= allowed or len(msg.recipients) != len(msg.ciphertexts):
+                raise bad("share ciphertexts for members outside its live neighbourhood")
+        elif isinstance(msg, MaskedInput):
+            if msg.masked.shape != (self.dim + 1,) or msg.masked.dtype != self.fp.dtype:
+                raise bad(
+                    f"masked input of shape {msg.masked.shape} and dtype {msg.masked.dtype}, "
+                    f"expected ({self.dim + 1},) {self.fp.dtype}"
+                )
+            if not 0 <= msg.clipped <= self.dim:
+                raise bad(f"implausible clipped count {msg.clipped}")
+        elif isinstance(msg, UnmaskReply):
+            k = shamir.SHARE_BYTES
+            if len(msg.self_owners) != len(msg.self_shares) or len(msg.pair_owners) != len(
+                msg.pair_shares
+            ):
+                raise bad("unmask reply lists differ in length")
+            if set(msg.self_owners) & set(msg.pair_owners):
+                raise bad("revealed both kinds of share for one member")
+            for o, s in zip(msg.self_owners, msg.self_shares, strict=True):
+                if o not in self.masked or sender not in self.graph[o] or len(s) != k:
+                    raise bad(f"unexpected self-mask share of {o!r}")
+            for o, s in zip(msg.pair_owners, msg.pair_shares, strict=True):
+                if o not in self._dropped_after_sharing() or sender not in self.graph[o]:
+                    raise bad(f"unexpected pairwise shares of {o!r}")
+                if len(s) != k * len(self.graph[o]):
+                    raise bad(f"pairwise shares of {o!r} have the wrong length")
+
+    def _dropped_after_sharing(self) -> set[str]:
+        return set(self.shares) - set(self.masked)
+
+    # --- stages -----------------------------------------------------------------------------
+    def start(self) -> list[Send]:
+        if self.started:
+            raise LocalProtocolError("round already started")
+        self.started = True
+        t = self.train
+        instr = TrainInstruction(
+            round=self.round, epochs=t.epochs, batch_size=t.batch_size,
+            learning_rate=t.learning_rate, optimizer=t.optimizer, momentum=t.momentum,
+            params=self.global_params, aggregation="secagg",
+        )  # fmt: skip
+        setup = SecAggSetup(
+            round=self.round, participants=self.selected, degree=self.degree,
+            threshold=self.threshold, modulus_bits=self.fp.modulus_bits,
+            scale_bits=self.fp.scale_bits, clip=self.fp.clip, dim=self.dim,
+        )  # fmt: skip
+        return [s for m in self.selected for s in (Send(m, instr), Send(m, setup))]
+
+    def _close_stage(self) -> None:
+        for m in self.pending:
+            self.drop(m, "no reply")
+        store = {
+            "advertise": self.adverts, "encaps": self.encaps, "shares": self.shares,
+            "masked": self.masked, "unmask": self.unmask,
+        }[self.stage]  # fmt: skip
+        store.update(self.replies)  # type: ignore[arg-type]
+        self.replies = {}
+        if len(store) < self.threshold:
+            self.finished = True
+            raise RoundAbortedError(
+                f"round {self.round}: {len(store)} members completed stage {self.stage}, "
+                f"threshold {self.threshold}; no aggregate released"
+            )
+
+    def advance(self) -> list[Send] | None:
+        """Close the current stage and return the next stage's messages (None: unmasking done)."""
+        if not self.started or self.finished:
+            raise LocalProtocolError("round is not collecting")
+        self._close_stage()
+        stage = self.stage
+        self.stage_index += 1
+        if stage == "advertise":
+            sends = []
+            for m in self.adverts:
+                nb = [v for v in self.graph[m] if v in self.adverts]
+                a = [self.adverts[v] for v in nb]
+                sends.append(Send(m, Keys(
+                    round=self.round, members=tuple(nb), x25519=tuple(x.x25519 for x in a),
+                    mlkem=tuple(x.mlkem for x in a), signatures=tuple(x.signature for x in a),
+                )))  # fmt: skip
+            return sends
+        if stage == "encaps":
+            sends = []
+            for v in self.encaps:
+                lower = [u for u in self.graph[v] if u < v and u in self.encaps]
+                e = [self.encaps[u] for u in lower]
+                sends.append(Send(v, EncapsRelay(
+                    round=self.round, senders=tuple(lower),
+                    recipients=tuple(x.recipients for x in e),
+                    ciphertexts=tuple(x.ciphertexts for x in e),
+                    signatures=tuple(x.signature for x in e),
+                )))  # fmt: skip
+            return sends
+        if stage == "shares":
+            inbox: dict[str, list[tuple[str, bytes]]] = {v: [] for v in self.shares}
+            for u, sh in self.shares.items():
+                for v, ct in zip(sh.recipients, sh.ciphertexts, strict=True):
+                    if v in inbox:
+                        inbox[v].append((u, ct))
+            return [
+                Send(v, SharesRelay(round=self.round, senders=tuple(u for u, _ in items),
+                                    ciphertexts=tuple(c for _, c in items)))
+                for v, items in inbox.items()
+            ]  # fmt: skip
+        if stage == "masked":
+            survivors = tuple(sorted(self.masked))
+            dropped = tuple(sorted(self._dropped_after_sharing()))
+            req = UnmaskRequest(round=self.round, survivors=survivors, dropped=dropped)
+            return [Send(m, req) for m in survivors]
+        return None  # unmask replies are in
+
+    # --- unmasking ----------------------------------------------------------------------------
+    def _reconstruct(self, owner: str, points: list[tuple[int, bytes]], what: str) -> bytes:
+        if len(points) < self.threshold:
+            self.finished = True
+            raise RoundAbortedError(
+                f"round {self.round}: {len(points)} shares of {owner}'s {what}, "
+                f"threshold {self.threshold}; no aggregate released"
+            )
+        return shamir.combine(points, self.threshold)
+
+    def unmasked_sum(self) -> np.ndarray:
+        """Σ survivors' encoded updates mod 2^b, after removing every mask."""
+        n = self.dim + 1
+        fp = self.fp
+        total = np.zeros(n, dtype=fp.dtype)
+        for mi in self.masked.values():
+            total += mi.masked
+        for s in self.masked:
+            pts = [
+                (self.graph[s].index(w) + 1, r.self_shares[r.self_owners.index(s)])
+                for w, r in self.unmask.items()
+                if s in r.self_owners
+            ]
+            total -= expand_mask(self._reconstruct(s, pts, "self-mask seed"), n, fp)
+        k = shamir.SHARE_BYTES
+        for d in sorted(self._dropped_after_sharing()):
+            nb = self.graph[d]
+            bundles = [
+                (nb.index(w) + 1, r.pair_shares[r.pair_owners.index(d)])
+                for w, r in self.unmask.items()
+                if d in r.pair_owners
+            ]
+            # Survivors that masked with d: those d sent shares to (they received them).
+            for x in self.shares[d].recipients:
+                if x not in self.masked:
+                    continue
+                j = nb.index(x)
+                pts = [(xc, b[j * k : (j + 1) * k]) for xc, b in bundles]
+                seed = self._reconstruct(d, pts, f"pairwise seed with {x}")
+                m = expand_mask(seed, n, fp)
+                # x added sign(x, d) * mask: take it back out.
+                total = total - m if mask_sign(x, d) > 0 else total + m
+        return total
+
+    def finish(self, recipients: Iterable[str]) -> tuple[RoundResult, list[Send]]:
+        if self.stage != "done":
+            raise LocalProtocolError(f"round {self.round} is in stage {self.stage}")
+        self.finished = True
+        try:
+            total = self.unmasked_sum()
+        except CryptoError as exc:
+            raise RoundAbortedError(f"round {self.round}: unmasking failed: {exc}") from None
+        mean, weight = self.fp.decode_sum(total)
+        with np.errstate(over="ignore", invalid="ignore"):
+            params = self.server_step(self.global_params, mean)
+        if not np.all(np.isfinite(params)):
+            raise RoundAbortedError(f"round {self.round}: the aggregate is not finite")
+        result = RoundResult(
+            round=self.round,
+            params=params,
+            contributors=tuple(sorted(self.masked)),
+            samples=weight,
+            mean_loss=float("nan"),  # individual losses stay private too
+            dropped=dict(self.dropped),
+        )
+        gm = GlobalModel(round=self.round, params=params)
+        return result, [Send(m, gm) for m in recipients]
+
+    @property
+    def clipped(self) -> int:
+        return sum(m.clipped for m in self.masked.values())
