@@ -117,3 +117,18 @@ def test_csv_dataset_runs_end_to_end(tmp_path):
 def test_version():
     r = _run("--version")
     assert r.exit_code == 0 and "guardians" in r.output
+
+
+def test_bench_secagg_against_flower_and_plaintext():
+    r = _run(
+        "bench", "secagg", "--clients", "8", "--params", "300", "--dropout", "0.25",
+        "--vs-flower", "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    for key in ("ours_s", "flower_s", "plaintext_s", "speedup_vs_flower"):
+        assert res[key] > 0
+    assert res["dropped"] == 2
+    # Ours is exact up to fixed-point resolution; both recover the same survivors' mean.
+    assert res["ours_max_abs_error"] < 1e-5
+    assert res["flower_max_abs_error"] < 1e-3

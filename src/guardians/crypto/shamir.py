@@ -42,6 +42,8 @@ def combine(points: Sequence[tuple[int, bytes]], threshold: int) -> bytes:
     xs = [x for x, _ in pts]
     if len(set(xs)) != len(xs):
         raise ShareError("duplicate share points")
+    if any(not 0 < x < P for x in xs):
+        raise ShareError("share points must be in 1..p-1")
     ys = []
     for _, y in pts:
         if len(y) != SHARE_BYTES:

@@ -165,6 +165,9 @@ class SecAggMember:
                 f"secagg round {self.round}, {self.member}: {type(exc).__name__}: {exc}",
                 peer="coordinator",
             ) from exc
+        except RemoteProtocolError:
+            self.stage = Stage.DONE  # any failed check ends this member's part in the round
+            raise
 
     def _on_setup(self, msg: SecAggSetup) -> list[Message]:
         if self.stage is not Stage.SETUP:
@@ -285,6 +288,11 @@ class SecAggMember:
         self._expect(msg, Stage.SHARES, SharesRelay)
         if len(msg.senders) != len(msg.ciphertexts) or len(set(msg.senders)) != len(msg.senders):
             raise self._remote("shares relay lists are inconsistent")
+        # Masking with fewer than t neighbours would let their shares expose this member.
+        if len(msg.senders) < self.threshold:
+            raise self._remote(
+                f"shares from only {len(msg.senders)} neighbours, threshold {self.threshold}"
+            )
         k = shamir.SHARE_BYTES
         for u, ct in zip(msg.senders, msg.ciphertexts, strict=True):
             if u not in self._pair_secret:

@@ -31,6 +31,8 @@ def neighbourhoods(
         raise ConfigError("participant names must be distinct")
     if not 1 <= degree <= n - 1:
         raise ConfigError(f"degree {degree} impossible with {n} participants")
+    if degree % 2 and n % 2:
+        raise ConfigError(f"an odd degree ({degree}) needs an even number of participants ({n})")
     ctx = round.to_bytes(8, "big")
     order = sorted(
         members, key=lambda m: tagged_hash("secagg/graph", consortium.encode(), ctx, m.encode())

@@ -55,6 +55,8 @@ class FixedPoint:
     ) -> tuple[np.ndarray, int]:
         """(words of length len(x) + 1, number of clipped coordinates)."""
         x = np.asarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise ClippingError("the update holds non-finite values; nothing is sent")
         over = np.abs(x) > self.clip
         clipped = int(over.sum())
         if clipped and self.policy == "reject":

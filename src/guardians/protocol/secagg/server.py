@@ -91,8 +91,11 @@ class SecureRound:
         self.fp.check_capacity(max_weight * len(selected))
         self.degree = degree or default_degree(len(selected))
         self.threshold = threshold or default_threshold(self.degree)
-        if not 2 * self.threshold > self.degree:
-            raise ConfigError("threshold must exceed half the neighbourhood")
+        if not self.degree / 2 < self.threshold <= self.degree:
+            raise ConfigError(
+                f"threshold {self.threshold} must exceed half the neighbourhood ({self.degree}) "
+                "and not exceed it"
+            )
         self.graph = neighbourhoods(consortium, round, self.selected, self.degree)
         self.server_step = server_step
         self.dim = self.global_params.shape[0]

@@ -1,0 +1,1 @@
+"""Benchmarks behind `guardians bench ...`: each compares against its anchor in the same run."""
