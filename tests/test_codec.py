@@ -30,7 +30,7 @@ RNG = np.random.default_rng(0)
 def samples():
     """One instance of every registered message type, with non-trivial arrays."""
     return [
-        StatsRequest(round=0),
+        StatsRequest(round=0, aggregation="plain"),
         StatsReport(
             round=0,
             count=17,
@@ -65,7 +65,7 @@ def samples():
         ),
         sa.SecAggSetup(
             round=2, participants=("a", "b", "c"), degree=2, threshold=2, modulus_bits=64,
-            scale_bits=20, clip=8.0, dim=10,
+            scale_bits=20, clip=8.0, dim=10, max_weight=1000,
         ),
         sa.Advertise(round=2, x25519=b"x" * 32, mlkem=b"k" * 1184, signature=b"s" * 3373),
         sa.Keys(
@@ -85,7 +85,12 @@ def samples():
         sa.MaskedInput(
             round=2, clipped=0, masked=RNG.integers(0, 2**32, size=11).astype(np.uint32)
         ),
-        sa.UnmaskRequest(round=2, survivors=("a", "b"), dropped=("c",)),
+        sa.ConsistencyCheck(round=2, survivors=("a", "b"), dropped=("c",)),
+        sa.ConsistencySignature(round=2, signature=b"s" * 5),
+        sa.UnmaskRequest(
+            round=2, survivors=("a", "b"), dropped=("c",), signers=("a", "b"),
+            signatures=(b"1" * 4, b"2" * 4),
+        ),
         sa.UnmaskReply(
             round=2, self_owners=("a",), self_shares=(b"\x03" * 66,), pair_owners=("c",),
             pair_shares=(b"\x04" * 132,),

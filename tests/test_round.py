@@ -269,7 +269,7 @@ def test_zero_or_too_many_samples():
     [
         StatsReport(round=5, count=3, sum=np.zeros(D), sumsq=np.zeros(D)),
         GlobalModel(round=5, params=np.zeros(D, np.float32)),
-        StatsRequest(round=5),
+        StatsRequest(round=5, aggregation="plain"),
     ],
     ids=lambda m: m.KIND,
 )
@@ -545,7 +545,7 @@ def test_member_stats_flow():
     s = session()
     with pytest.raises(LocalProtocolError):
         s.stats_report(0, FeatureStats.of(np.zeros((2, 5))))
-    ev = s.receive(StatsRequest(round=0))
+    ev = s.receive(StatsRequest(round=0, aggregation="plain"))
     assert isinstance(ev, StatsRequested)
     X = np.arange(10, dtype=np.float32).reshape(2, 5)
     rep = s.stats_report(0, FeatureStats.of(X))

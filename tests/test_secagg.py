@@ -34,6 +34,7 @@ from guardians.protocol.secagg.client import SecAggMember, advertise_payload, ex
 from guardians.protocol.secagg.graph import default_degree, neighbourhoods
 from guardians.protocol.secagg.messages import (
     Advertise,
+    ConsistencyCheck,
     Encaps,
     EncapsRelay,
     Keys,
@@ -211,8 +212,10 @@ def expected_contributors(
     sharing = alive[2]
     # A member masks only with at least t neighbours' share bundles; otherwise it leaves.
     masked = {x for x in alive[3] if len(set(graph[x]) & sharing) >= t}
-    replying = alive[4] & masked
-    if any(len(a) < t for a in (alive[0], alive[1], sharing, masked, replying)):
+    signers = alive[4] & masked
+    # A signer releases shares only if at least t of its neighbours signed the same sets.
+    replying = {x for x in alive[5] & signers if len(set(graph[x]) & signers) >= t}
+    if any(len(a) < t for a in (alive[0], alive[1], sharing, masked, signers, replying)):
         return None
     for s in masked:  # the self-mask seed of every contributor
         if len(set(graph[s]) & replying) < t:
@@ -417,31 +420,32 @@ def test_t_minus_1_colluding_neighbours_learn_no_seed(keys):
 
 
 def test_equivocating_coordinator_cannot_get_both_halves(keys):
-    """Telling some neighbours that u survived and others that it dropped gets fewer than t of
-    at least one kind of share: t exceeds half the neighbourhood and each member answers once."""
+    """Telling some neighbours of u that u survived and the others that it dropped: each member
+    signs the sets it was shown, and releases shares only when at least t of its neighbours
+    signed the very same sets. With t > k/2, neither view gathers enough signatures."""
     run = Run(keys, 8, 2)
-    run.steps(4)  # masked inputs in; unmask requests pending
+    run.steps(4)  # masked inputs in; consistency checks pending
     u = "m00"
     nb = run.graph[u]
     survivors = tuple(sorted(run.server.masked))
     half = len(nb) // 2
-    told_alive, told_dropped = nb[:half], nb[half:]
-    self_pts, pair_pts = [], []
-    for w in told_alive:
-        (reply,) = run.members[w].receive(UnmaskRequest(round=1, survivors=survivors, dropped=()))
-        i = reply.self_owners.index(u)
-        self_pts.append((run.members[w].share_point(u), reply.self_shares[i]))
-    for w in told_dropped:
-        req = UnmaskRequest(round=1, survivors=tuple(s for s in survivors if s != u), dropped=(u,))
-        (reply,) = run.members[w].receive(req)
-        assert u in reply.pair_owners
-        pair_pts.append(run.members[w].share_point(u))
-        # asking again for the other half is refused
-        with pytest.raises(RemoteProtocolError):
-            run.members[w].receive(UnmaskRequest(round=1, survivors=survivors, dropped=()))
-    assert len(self_pts) < run.t or len(pair_pts) < run.t
-    with pytest.raises(ShareError):
-        shamir.combine(self_pts, run.t)
+    views = {w: (survivors, ()) for w in nb[:half]}
+    views |= {w: (tuple(s for s in survivors if s != u), (u,)) for w in nb[half:]}
+    sigs: dict[tuple, dict[str, bytes]] = {}
+    for w, (S, D) in views.items():
+        (reply,) = run.members[w].receive(ConsistencyCheck(round=1, survivors=S, dropped=D))
+        sigs.setdefault((S, D), {})[w] = reply.signature
+    released = 0
+    for w, (S, D) in views.items():
+        signers = tuple(sorted(sigs[(S, D)]))
+        req = UnmaskRequest(round=1, survivors=S, dropped=D, signers=signers,
+                            signatures=tuple(sigs[(S, D)][x] for x in signers))  # fmt: skip
+        try:
+            run.members[w].receive(req)
+            released += 1
+        except RemoteProtocolError as exc:
+            assert "signed these survivor sets" in str(exc)
+    assert released == 0
 
 
 def _coordinator_view_of(run: Run, x: str, relay_to_x: SharesRelay | None) -> np.ndarray | None:
@@ -458,7 +462,8 @@ def _coordinator_view_of(run: Run, x: str, relay_to_x: SharesRelay | None) -> np
             return None
     run.submit(replies)
     run.advance()
-    run.step()
+    run.step()  # consistency
+    run.step()  # unmask
     pts = [
         (run.graph[x].index(w) + 1, r.self_shares[r.self_owners.index(x)])
         for w, r in run.server.unmask.items()
@@ -489,9 +494,16 @@ def test_withholding_shares_does_not_expose_a_member(keys):
 
 # --- members' unmasking rules ---------------------------------------------------------------------
 @pytest.fixture
+def at_check(keys) -> Run:
+    run = Run(keys, 8, 2)
+    run.steps(4)  # consistency checks pending
+    return run
+
+
+@pytest.fixture
 def at_unmask(keys) -> Run:
     run = Run(keys, 8, 2)
-    run.steps(4)
+    run.steps(5)  # signed unmask requests pending
     return run
 
 
@@ -506,8 +518,38 @@ def test_unmask_request_accepted_once(at_unmask):
     assert reply.pair_owners == ()
     with pytest.raises(RemoteProtocolError):
         run.members[m].receive(wire(req))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(
+            lambda r, m: dataclasses.replace(
+                r, dropped=(r.survivors[-1],), survivors=r.survivors[:-1]
+            ),
+            id="other-sets",
+        ),
+        pytest.param(
+            lambda r, m: dataclasses.replace(r, signers=r.signers[:2], signatures=r.signatures[:2]),
+            id="too-few-signatures",
+        ),
+        pytest.param(
+            lambda r, m: dataclasses.replace(
+                r, signatures=(flip(r.signatures[0], 5), *r.signatures[1:])
+            ),
+            id="forged-signature",
+        ),
+        pytest.param(
+            lambda r, m: dataclasses.replace(r, signers=(*r.signers[1:], r.signers[0])),
+            id="signatures-shuffled",
+        ),
+    ],
+)
+def test_unmask_request_must_carry_the_signed_sets(at_unmask, change):
+    run = at_unmask
+    m = "m02"
     with pytest.raises(RemoteProtocolError):
-        run.members[m].receive(UnmaskRequest(round=1, survivors=req.survivors, dropped=()))
+        run.members[m].receive(change(run.message_for(m), m))
 
 
 @pytest.mark.parametrize(
@@ -518,22 +560,23 @@ def test_unmask_request_accepted_once(at_unmask):
         pytest.param(lambda s, m, o: ((m, o), ()), id="below-threshold"),
         pytest.param(lambda s, m, o: ((*s, o), ()), id="survivor-twice"),
         pytest.param(lambda s, m, o: (tuple(x for x in s if x != o), (o, o)), id="dropped-twice"),
+        pytest.param(lambda s, m, o: ((*s, "stranger"), ()), id="non-participant"),
     ],
 )
-def test_unsafe_unmask_requests_are_refused(at_unmask, make):
-    run = at_unmask
+def test_unsafe_survivor_sets_are_refused(at_check, make):
+    run = at_check
     m = "m02"
     other = run.graph[m][0]
     survivors, dropped = make(tuple(sorted(run.server.masked)), m, other)
     with pytest.raises(RemoteProtocolError):
-        run.members[m].receive(UnmaskRequest(round=1, survivors=survivors, dropped=dropped))
+        run.members[m].receive(ConsistencyCheck(round=1, survivors=survivors, dropped=dropped))
 
 
-def test_member_stops_after_a_refused_request(at_unmask):
-    run = at_unmask
+def test_member_stops_after_a_refused_request(at_check):
+    run = at_check
     m = "m02"
     with pytest.raises(RemoteProtocolError):
-        run.members[m].receive(UnmaskRequest(round=1, survivors=(m,), dropped=()))
+        run.members[m].receive(ConsistencyCheck(round=1, survivors=(m,), dropped=()))
     with pytest.raises(RemoteProtocolError):
         run.members[m].receive(wire(run.message_for(m)))
 
@@ -666,7 +709,9 @@ def test_member_refuses_out_of_stage_messages(keys):
     with pytest.raises(RemoteProtocolError):
         run.members["m03"].receive(setup)  # a second setup
     with pytest.raises(RemoteProtocolError):
-        run.members["m04"].receive(UnmaskRequest(round=1, survivors=run.ids, dropped=()))
+        run.members["m04"].receive(
+            UnmaskRequest(round=1, survivors=run.ids, dropped=(), signers=(), signatures=())
+        )
     (advert,) = [r for m, r in run.all_replies if m == "m01"]
     with pytest.raises(RemoteProtocolError):  # a member-to-coordinator message
         run.members["m05"].receive(advert)
@@ -831,6 +876,7 @@ def test_malformed_masked_input_excludes_the_member(keys, change):
     run.steps(3)
     intercept(run, "m04", change)
     run.advance()
+    run.step()  # consistency
     run.step()  # unmask: m04 counts as dropped after sharing
     assert run.sends is None
     survivors = [m for m in run.ids if m != "m04"]
@@ -858,6 +904,7 @@ def test_unmask_reply_with_shares_it_should_not_have_is_refused(keys, what):
     gone = "m07"
     run.steps(3)
     run.step(skip=[gone])  # m07 shared, then dropped before masking
+    run.step()  # consistency
     who = next(m for m in run.graph[gone] if m in run.server.masked)
     stranger = next(m for m in run.server.masked if m != who and who not in run.graph[m])
     survivor_nb = next(m for m in run.graph[who] if m in run.server.masked)
@@ -1078,3 +1125,36 @@ def test_setup_message_is_as_sent(keys):
     (advert,) = run.members["m00"].receive(wire(setup))
     assert isinstance(advert, Advertise)
     assert advert.round == 1
+
+
+# --- integrity: masks that do not cancel are caught ----------------------------------------------
+def test_withheld_share_bundle_makes_the_round_abort_not_lie(keys):
+    """Dropping one authentic bundle from one member's relay (it still has >= t) makes that
+    member skip one pairwise mask its neighbour applies: the sum would be garbage. The weight
+    word exposes it and no aggregate is released."""
+    run = Run(keys, 8, 4)
+    run.steps(3)  # shares relays pending
+    x = "m00"
+    relay = run.message_for(x)
+    assert isinstance(relay, SharesRelay) and len(relay.senders) > run.t
+    cut = SharesRelay(round=1, senders=relay.senders[1:], ciphertexts=relay.ciphertexts[1:])
+    run.sends = [Send(s.to, cut) if s.to == x else s for s in run.sends]
+    run.step()  # masked inputs
+    run.step()  # consistency
+    run.step()  # unmask
+    assert run.sends is None
+    with pytest.raises(RoundAbortedError, match="impossible"):
+        run.server.finish(run.ids)
+
+
+def test_member_refuses_a_weight_above_the_declared_maximum(keys):
+    ids = NAMES[:4]
+    directory = {m: keys[m].verify_key for m in ids}
+    member = SecAggMember(
+        member="m00", consortium="c", identity=keys["m00"], directory=directory,
+        vector=np.zeros(3, np.float32), weight=5000,
+    )  # fmt: skip
+    setup = SecAggSetup(round=1, participants=ids, degree=2, threshold=2, modulus_bits=64,
+                        scale_bits=20, clip=8.0, dim=3, max_weight=1000)  # fmt: skip
+    with pytest.raises(RemoteProtocolError, match="weight 5000"):
+        member.receive(setup)

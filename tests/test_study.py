@@ -46,8 +46,8 @@ def test_no_raw_record_crossed_a_boundary_in_federated_training(short_run, split
         assert p["bytes_out"] > 0
         kinds |= set(p["out_by_kind"])
     # Secure aggregation is the default: no plaintext update ever left a member.
-    assert "fl/update" not in kinds
-    assert {"fl/stats-report", "secagg/advertise", "secagg/masked-input"} <= kinds
+    assert "fl/update" not in kinds and "fl/stats-report" not in kinds
+    assert {"secagg/advertise", "secagg/masked-input", "secagg/unmask-reply"} <= kinds
     assert eg["federated"]["plaintext_updates_out"] == 0
     assert eg["federated"]["protected_share_of_data_bytes"] > 0.95
     # The centralized baseline uploaded every training record, and the meter saw each one.
@@ -141,3 +141,87 @@ def test_members_left_out_of_a_round_still_follow_the_global_model(split):
     for node in fed.members.values():
         assert node.global_round == 3
         assert np.array_equal(node.model.get_params(), fed.coordinator.params)
+
+
+def test_secure_statistics_give_the_pooled_standardizer(split):
+    from guardians.crypto.sign import SigningKey
+    from guardians.learning.preprocess import Standardizer
+
+    train = split.train
+    part = family_skew(train.groups, 4, np.random.default_rng(0), negative_group="normal")
+    ids = [f"m{k}" for k in range(4)]
+    keys = {m: SigningKey.generate() for m in ids}
+    directory = {m: k.verify_key for m, k in keys.items()}
+    nodes = {
+        m: MemberNode(
+            m, train.subset(ix), build_model("logreg", train.n_features, 2),
+            np.random.default_rng(k),
+            identity=keys[m], directory=directory, require_secure=True,
+        )
+        for k, (m, ix) in enumerate(zip(ids, part.indices, strict=True))
+    }  # fmt: skip
+    coord = CoordinatorNode(
+        ids, build_model("logreg", train.n_features, 2), TrainConfig(), np.random.default_rng(1),
+        n_features=train.n_features, privacy="secagg", directory=directory,
+    )  # fmt: skip
+    fed = InProcessFederation(coord, nodes)
+    fed.standardize()
+    kinds = {
+        k for p in fed.network.meter.summary()["per_member"].values() for k in p["out_by_kind"]
+    }
+    assert "fl/stats-report" not in kinds  # no member's statistics left it in the clear
+    pooled = Standardizer.fit(np.concatenate([nodes[m].data.X for m in ids]))
+    std = coord.standardizer
+    np.testing.assert_allclose(std.mean, pooled.mean, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(std.scale, pooled.scale, rtol=1e-3, atol=1e-4)
+    # Every member adopted it.
+    for node in nodes.values():
+        np.testing.assert_array_equal(node.standardizer.mean, std.mean)
+
+
+def test_member_policy_refuses_plaintext_rounds(split):
+    from guardians.crypto.sign import SigningKey
+
+    fed = _federation(split, bad=set())
+    node = next(iter(fed.members.values()))
+    node.require_secure = True
+    node.identity = SigningKey.generate()
+    # The plaintext statistics request is refused by that member, so the round cannot complete.
+    with pytest.raises(RoundAbortedError, match="3 of 4 members replied"):
+        fed.standardize()
+    assert any("requires secure aggregation" in i.error for i in fed.run_record.incidents)
+    assert fed.coordinator.standardizer is None
+
+
+@pytest.mark.parametrize(
+    "stage", ["advertise", "encaps", "shares", "masked", "consistency", "unmask"]
+)
+def test_secure_round_survives_a_dropout_at_any_stage(split, stage):
+    from guardians.crypto.sign import SigningKey
+    from guardians.engine.inprocess import InProcessFederation as Fed
+
+    train = split.train
+    ids = [f"m{k}" for k in range(6)]
+    part = family_skew(train.groups, 6, np.random.default_rng(0), negative_group="normal")
+    keys = {m: SigningKey.generate() for m in ids}
+    directory = {m: k.verify_key for m, k in keys.items()}
+    nodes = {
+        m: MemberNode(
+            m, train.subset(ix), build_model("logreg", train.n_features, 2),
+            np.random.default_rng(k), identity=keys[m], directory=directory,
+        )
+        for k, (m, ix) in enumerate(zip(ids, part.indices, strict=True))
+    }  # fmt: skip
+    coord = CoordinatorNode(
+        ids, build_model("logreg", train.n_features, 2), TrainConfig(), np.random.default_rng(1),
+        n_features=train.n_features, privacy="secagg", directory=directory,
+    )  # fmt: skip
+    fed = Fed(coord, nodes, dropouts={1: {"m3": stage}})
+    (result,) = fed.run(1).rounds
+    if stage in ("consistency", "unmask"):  # its masked input is in; others unmask it
+        assert "m3" in result.contributors
+    else:
+        assert "m3" not in result.contributors
+        assert "m3" in result.dropped
+    assert np.all(np.isfinite(result.params))
+    assert all(node.global_round == 1 for node in nodes.values())

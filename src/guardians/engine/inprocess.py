@@ -21,7 +21,7 @@ from guardians.protocol.round import RoundResult, Send
 
 COORDINATOR = "coordinator"
 # Stages at which a simulated member can drop: "collect" is the plaintext round's only stage.
-DROPOUT_STAGES = ("collect", "advertise", "encaps", "shares", "masked", "unmask")
+DROPOUT_STAGES = ("collect", "advertise", "encaps", "shares", "masked", "consistency", "unmask")
 
 
 class InProcessNetwork:
@@ -109,8 +109,10 @@ class InProcessFederation:
     def standardize(self) -> None:
         """Phase 0: members' feature statistics → the consortium standardizer."""
         stats = self.coordinator.stats_collection()
-        self._stage(stats, stats.start(), 0)
-        stats.advance()
+        sends: list[Send] | None = stats.start()
+        while sends is not None:
+            self._stage(stats, sends, 0)
+            sends = stats.advance()
         std, sends = stats.finish(self.members)
         self.coordinator.standardizer = std
         for s in sends:

@@ -16,7 +16,7 @@ from guardians.learning.models import Model
 from guardians.learning.preprocess import Standardizer
 from guardians.learning.train import TrainConfig
 from guardians.protocol.round import CoordinatorRound, RoundResult, StatsCollection
-from guardians.protocol.secagg.quantize import FixedPoint
+from guardians.protocol.secagg.quantize import FixedPoint, stats_fixed_point
 from guardians.protocol.secagg.server import SecureRound
 
 PRIVACY_METHODS = ("none", "secagg")
@@ -69,7 +69,15 @@ class CoordinatorNode:
         self.history: list[RoundResult] = []
         self.server_opt = ServerMomentum(server_momentum) if server_momentum else None
 
-    def stats_collection(self) -> StatsCollection:
+    def stats_collection(self) -> StatsCollection | SecureRound:
+        """Round 0: feature statistics, summed securely when the consortium uses secagg."""
+        if self.privacy == "secagg":
+            return SecureRound(
+                consortium=self.consortium, round=0, selected=self.members,
+                directory=self.directory, global_params=np.zeros(self.n_features, np.float32),
+                train=self.train, fixed_point=stats_fixed_point(), max_weight=1,
+                purpose="stats",
+            )  # fmt: skip
         return StatsCollection(round=0, selected=self.members, n_features=self.n_features)
 
     def select(self) -> list[str]:

@@ -28,14 +28,16 @@ from guardians.protocol.round import (
 )
 from guardians.protocol.secagg.client import SecAggMember
 from guardians.protocol.secagg.messages import (
+    ConsistencyCheck,
     EncapsRelay,
     Keys,
     SecAggSetup,
     SharesRelay,
     UnmaskRequest,
 )
+from guardians.protocol.secagg.quantize import FixedPoint, stats_fixed_point
 
-SECAGG_MESSAGES = (SecAggSetup, Keys, EncapsRelay, SharesRelay, UnmaskRequest)
+SECAGG_MESSAGES = (SecAggSetup, Keys, EncapsRelay, SharesRelay, ConsistencyCheck, UnmaskRequest)
 
 
 class MemberNode:
@@ -57,7 +59,7 @@ class MemberNode:
         self.consortium = consortium
         # Member policy, enforced here rather than trusted to the coordinator.
         self.require_secure = require_secure
-        self._pending: tuple[int, np.ndarray, int] | None = None
+        self._pending: tuple[int, np.ndarray, int, FixedPoint] | None = None
         self.secagg: SecAggMember | None = None
         self.data = data
         self.model = model
@@ -79,7 +81,13 @@ class MemberNode:
             return self._secure(msg)
         event = self.session.receive(msg)
         if isinstance(event, StatsRequested):
-            return [self.session.stats_report(event.round, FeatureStats.of(self.data.X))]
+            stats = FeatureStats.of(self.data.X)
+            if event.aggregation == "secagg":
+                vector = np.concatenate([[stats.count], stats.sum, stats.sumsq])
+                self._pending = (event.round, vector, 1, stats_fixed_point())
+                return []  # the statistics leave only masked, summed with everyone else's
+            self._refuse_plain(event.round, "feature statistics")
+            return [self.session.stats_report(event.round, stats)]
         if isinstance(event, StandardizerReceived):
             self.standardizer = event.standardizer
             self._Z = self.standardizer.transform(self.data.X)
@@ -90,18 +98,14 @@ class MemberNode:
                     f"coordinator → {self.id}: training requested before standardization",
                     peer="coordinator",
                 )
-            if event.aggregation == "plain" and self.require_secure:
-                raise RemoteProtocolError(
-                    f"coordinator → {self.id}: round {event.round} asks for a plaintext update; "
-                    "this member's policy requires secure aggregation",
-                    peer="coordinator",
-                )
+            if event.aggregation == "plain":
+                self._refuse_plain(event.round, "model update")
             self.model.set_params(event.params)
             result = train_local(self.model, self._Z, self.data.y, event.config, self.rng)
             delta = self.model.get_params() - event.params
             self.last_loss = result.loss
             if event.aggregation == "secagg":
-                self._pending = (event.round, delta, result.samples)
+                self._pending = (event.round, delta, result.samples, FixedPoint())
                 return []  # the update leaves only masked, in the secure-aggregation stages
             return [self.session.update(event.round, delta, result.samples, result.loss)]
         if isinstance(event, GlobalModelReceived):
@@ -109,6 +113,14 @@ class MemberNode:
             self.global_round = event.round
             return []
         raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
+
+    def _refuse_plain(self, round: int, what: str) -> None:
+        if self.require_secure:
+            raise RemoteProtocolError(
+                f"coordinator → {self.id}: round {round} asks for a plaintext {what}; "
+                "this member's policy requires secure aggregation",
+                peer="coordinator",
+            )
 
     def _secure(self, msg: Message) -> list[Message]:
         if isinstance(msg, SecAggSetup):
@@ -122,12 +134,17 @@ class MemberNode:
                 raise RemoteProtocolError(
                     f"{self.id} has no identity key for secure aggregation", peer="coordinator"
                 )
-            _, delta, samples = self._pending
+            _, vector, weight, fp = self._pending
             self._pending = None
+            # Stochastic rounding draws from SecAggMember's own os.urandom-seeded generator.
             self.secagg = SecAggMember(
-                member=self.id, consortium=self.consortium, identity=self.identity,
-                directory=self.directory, vector=delta, weight=samples,
-                rng=np.random.default_rng(self.rng.integers(1 << 62)),
+                member=self.id,
+                consortium=self.consortium,
+                identity=self.identity,
+                directory=self.directory,
+                vector=vector,
+                weight=weight,
+                fixed_point=fp,
             )  # fmt: skip
         if self.secagg is None:
             raise RemoteProtocolError(

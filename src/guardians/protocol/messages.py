@@ -24,12 +24,16 @@ def _nonneg(**values: int) -> None:
 @message("fl/stats-request")
 @dataclass(frozen=True, eq=False)
 class StatsRequest(Message):
-    """Coordinator → member: report feature statistics for the consortium standardizer."""
+    """Coordinator → member: report feature statistics for the consortium standardizer, in the
+    clear ("plain") or through secure aggregation ("secagg")."""
 
     round: int
+    aggregation: str
 
     def __post_init__(self) -> None:
         _nonneg(round=self.round)
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}")
 
 
 @message("fl/stats-report")

@@ -180,7 +180,7 @@ class StatsCollection(_Collector):
 
     def start(self) -> list[Send]:
         self._begin()
-        return [Send(m, StatsRequest(round=self.round)) for m in self.selected]
+        return [Send(m, StatsRequest(round=self.round, aggregation="plain")) for m in self.selected]
 
     def _validate(self, sender: str, msg: Message) -> None:
         assert isinstance(msg, StatsReport)
@@ -335,6 +335,7 @@ class CoordinatorRound(_Collector):
 @dataclass(frozen=True, eq=False)
 class StatsRequested:
     round: int
+    aggregation: str = "plain"
 
 
 @dataclass(frozen=True, eq=False)
@@ -386,7 +387,7 @@ class MemberSession:
     def receive(self, msg: Message) -> MemberEvent:
         if isinstance(msg, StatsRequest):
             self._stats_round = msg.round
-            return StatsRequested(msg.round)
+            return StatsRequested(msg.round, msg.aggregation)
         if isinstance(msg, StatsResult):
             if msg.round != self._stats_round:
                 raise self._remote(f"standardizer for round {msg.round} was never requested")

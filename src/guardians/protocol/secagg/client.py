@@ -25,11 +25,13 @@ from guardians.crypto.hashing import frame_all
 from guardians.crypto.hybrid import HybridKeyPair, HybridPublic
 from guardians.crypto.kdf import derive
 from guardians.crypto.sign import SigningKey, VerifyKey
-from guardians.errors import LocalProtocolError, RemoteProtocolError
+from guardians.errors import GuardiansError, LocalProtocolError, RemoteProtocolError
 from guardians.protocol.codec import Message
 from guardians.protocol.secagg.graph import neighbourhoods
 from guardians.protocol.secagg.messages import (
     Advertise,
+    ConsistencyCheck,
+    ConsistencySignature,
     Encaps,
     EncapsRelay,
     Keys,
@@ -50,6 +52,7 @@ class Stage(Enum):
     KEYS = "keys"
     ENCAPS = "encaps"
     SHARES = "shares"
+    CONSISTENCY = "consistency"
     UNMASK = "unmask"
     DONE = "done"
 
@@ -78,6 +81,15 @@ def shares_ad(consortium: str, round: int, sender: str, recipient: str) -> bytes
     return frame_all(
         round_context(consortium, round), b"shares", sender.encode(), recipient.encode()
     )
+
+
+def unmask_sets_payload(
+    consortium: str, round: int, survivors: tuple[str, ...], dropped: tuple[str, ...]
+) -> bytes:
+    return frame_all(
+        round_context(consortium, round), b"survivors", *(m.encode() for m in survivors),
+        b"dropped", *(m.encode() for m in dropped),
+    )  # fmt: skip
 
 
 def pair_context(consortium: str, round: int, lo: str, hi: str) -> bytes:
@@ -153,6 +165,7 @@ class SecAggMember:
             Keys: self._on_keys,
             EncapsRelay: self._on_encaps_relay,
             SharesRelay: self._on_shares_relay,
+            ConsistencyCheck: self._on_consistency,
             UnmaskRequest: self._on_unmask,
         }.get(type(msg))
         if handler is None:
@@ -168,6 +181,12 @@ class SecAggMember:
         except RemoteProtocolError:
             self.stage = Stage.DONE  # any failed check ends this member's part in the round
             raise
+        except GuardiansError as exc:  # bad parameters (ConfigError), an update out of range
+            self.stage = Stage.DONE
+            raise RemoteProtocolError(
+                f"secagg round {self.round}, {self.member}: {type(exc).__name__}: {exc}",
+                peer="coordinator",
+            ) from exc
 
     def _on_setup(self, msg: SecAggSetup) -> list[Message]:
         if self.stage is not Stage.SETUP:
@@ -180,11 +199,16 @@ class SecAggMember:
             raise self._remote(f"participants without a known identity key: {unknown}")
         if msg.dim != len(self.vector):
             raise self._remote(f"dimension {msg.dim}, this member's update has {len(self.vector)}")
+        if not 1 <= self.weight <= msg.max_weight:
+            raise self._remote(f"weight {self.weight} outside 1..{msg.max_weight}")
+        if len(msg.participants) < 3:
+            raise self._remote("fewer than 3 participants: the sum would reveal an update")
         fp = FixedPoint(msg.modulus_bits, msg.scale_bits, msg.clip, self.fixed_point.policy)
         self.fixed_point = fp
         self.neighbours = neighbourhoods(self.consortium, msg.round, msg.participants, msg.degree)
         self.graph = self.neighbourhoods_all = self.neighbours
         self.my_neighbours = self.neighbours[self.member]
+        self.participants = tuple(msg.participants)
         if not 1 <= msg.threshold <= len(self.my_neighbours):
             raise self._remote(
                 f"threshold {msg.threshold} with {len(self.my_neighbours)} neighbours"
@@ -316,20 +340,55 @@ class SecAggMember:
         for w in sorted(self._received):
             m = expand_mask(self._mask_seed(w), n, fp)
             y = y + m if mask_sign(self.member, w) > 0 else y - m
-        self.stage = Stage.UNMASK
+        self.stage = Stage.CONSISTENCY
         return [MaskedInput(round=self.round, clipped=self.clipped, masked=y.astype(fp.dtype))]
 
-    def _on_unmask(self, msg: UnmaskRequest) -> list[Message]:
-        self._expect(msg, Stage.UNMASK, UnmaskRequest)
-        survivors, dropped = set(msg.survivors), set(msg.dropped)
-        if len(survivors) != len(msg.survivors) or len(dropped) != len(msg.dropped):
-            raise self._remote("unmask request lists a member twice")
+    def _check_sets(self, survivors_t: tuple[str, ...], dropped_t: tuple[str, ...]) -> None:
+        survivors, dropped = set(survivors_t), set(dropped_t)
+        if len(survivors) != len(survivors_t) or len(dropped) != len(dropped_t):
+            raise self._remote("survivor sets list a member twice")
         if survivors & dropped:
             raise self._remote(f"members both survived and dropped: {sorted(survivors & dropped)}")
         if self.member not in survivors:
             raise self._remote("unmask request does not count this member as a survivor")
         if len(survivors) < self.threshold:
             raise self._remote(f"only {len(survivors)} survivors, threshold {self.threshold}")
+        if not survivors | dropped <= set(self.participants):
+            raise self._remote("survivor or dropped lists name non-participants")
+
+    def _on_consistency(self, msg: ConsistencyCheck) -> list[Message]:
+        self._expect(msg, Stage.CONSISTENCY, ConsistencyCheck)
+        self._check_sets(msg.survivors, msg.dropped)
+        # Sign one view of (S, D) per round; the unmask request must carry this exact view,
+        # signed by at least t of this member's neighbours.
+        self._view = (msg.survivors, msg.dropped)
+        payload = unmask_sets_payload(self.consortium, self.round, msg.survivors, msg.dropped)
+        self.stage = Stage.UNMASK
+        return [
+            ConsistencySignature(
+                round=self.round, signature=self.identity.sign(payload, b"secagg/unmask-sets")
+            )
+        ]
+
+    def _on_unmask(self, msg: UnmaskRequest) -> list[Message]:
+        self._expect(msg, Stage.UNMASK, UnmaskRequest)
+        if (msg.survivors, msg.dropped) != self._view:
+            raise self._remote("unmask request differs from the survivor sets this member signed")
+        survivors, dropped = set(msg.survivors), set(msg.dropped)
+        if len(msg.signers) != len(msg.signatures) or len(set(msg.signers)) != len(msg.signers):
+            raise self._remote("unmask request signer lists are inconsistent")
+        payload = unmask_sets_payload(self.consortium, self.round, msg.survivors, msg.dropped)
+        vouching = 0
+        for signer, sig in zip(msg.signers, msg.signatures, strict=True):
+            if signer not in survivors:
+                raise self._remote(f"signature from {signer!r}, who is not a survivor")
+            self.directory[signer].verify(sig, payload, b"secagg/unmask-sets")
+            if signer in self.my_neighbours:
+                vouching += 1
+        if vouching < self.threshold:
+            raise self._remote(
+                f"only {vouching} neighbours signed these survivor sets, threshold {self.threshold}"
+            )
         self_owners, self_shares, pair_owners, pair_shares = [], [], [], []
         for u in sorted(self._received):
             if u in survivors:

@@ -28,6 +28,7 @@ class SecAggSetup(Message):
     scale_bits: int
     clip: float
     dim: int
+    max_weight: int
 
 
 @message("secagg/advertise")
@@ -110,14 +111,37 @@ class MaskedInput(Message):
     masked: np.ndarray = array_field(("uint64", "uint32"), protection="masked")
 
 
-@message("secagg/unmask-request")
+@message("secagg/consistency-check")
 @dataclass(frozen=True, eq=False)
-class UnmaskRequest(Message):
-    """Coordinator → surviving member: who sent masked input and who dropped after sharing."""
+class ConsistencyCheck(Message):
+    """Coordinator → surviving member: who sent masked input (S) and who dropped after
+    sharing (D). The member signs (S, D) once; no share is released yet."""
 
     round: int
     survivors: tuple[str, ...]
     dropped: tuple[str, ...]
+
+
+@message("secagg/consistency-signature")
+@dataclass(frozen=True, eq=False)
+class ConsistencySignature(Message):
+    """Member → coordinator: its composite signature over (round context, S, D)."""
+
+    round: int
+    signature: bytes = bytes_field("public")
+
+
+@message("secagg/unmask-request")
+@dataclass(frozen=True, eq=False)
+class UnmaskRequest(Message):
+    """Coordinator → surviving member: the same (S, D), with the signatures of the members
+    who signed it; a member releases shares only if at least t of its neighbours did."""
+
+    round: int
+    survivors: tuple[str, ...]
+    dropped: tuple[str, ...]
+    signers: tuple[str, ...]
+    signatures: tuple[bytes, ...] = bytes_field("public")
 
 
 @message("secagg/unmask-reply")

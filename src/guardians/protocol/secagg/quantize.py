@@ -17,6 +17,11 @@ from guardians.errors import ConfigError, GuardiansError
 CLIP_POLICIES = ("clip", "reject")
 
 
+def stats_fixed_point() -> FixedPoint:
+    """For feature statistics (count, Σx, Σx²) of one member: large range, refuse overflow."""
+    return FixedPoint(modulus_bits=64, scale_bits=10, clip=float(1 << 40), policy="reject")
+
+
 class ClippingError(GuardiansError):
     """An update had out-of-range values and the policy is to refuse, not clip."""
 
@@ -70,10 +75,10 @@ class FixedPoint:
         return ints.astype(self.dtype), clipped  # two's complement, reduced mod 2^b
 
     def decode_sum(self, words: np.ndarray) -> tuple[np.ndarray, int]:
-        """(weighted mean, total weight) from the sum of members' words."""
+        """(weighted mean in float64, total weight) from the sum of members' words."""
         signed = words.astype(self.dtype).view(np.int64 if self.modulus_bits == 64 else np.int32)
         total = int(words[-1])
         if total <= 0:
             raise ConfigError("the aggregate carries no weight")
         mean = signed[:-1].astype(np.float64) / (total * 2.0**self.scale_bits)
-        return mean.astype(np.float32), total
+        return mean, total

@@ -10,6 +10,7 @@ None when done) and ``finish()``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,19 +24,23 @@ from guardians.errors import (
     RemoteProtocolError,
     RoundAbortedError,
 )
+from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
 from guardians.protocol.codec import Message
-from guardians.protocol.messages import GlobalModel, TrainInstruction
+from guardians.protocol.messages import GlobalModel, StatsRequest, StatsResult, TrainInstruction
 from guardians.protocol.round import RoundResult, Send, ServerStep, _apply_delta
 from guardians.protocol.secagg.client import (
     advertise_payload,
     encaps_payload,
     expand_mask,
     mask_sign,
+    unmask_sets_payload,
 )
 from guardians.protocol.secagg.graph import default_degree, neighbourhoods
 from guardians.protocol.secagg.messages import (
     Advertise,
+    ConsistencyCheck,
+    ConsistencySignature,
     Encaps,
     EncapsRelay,
     Keys,
@@ -48,12 +53,13 @@ from guardians.protocol.secagg.messages import (
 )
 from guardians.protocol.secagg.quantize import FixedPoint
 
-STAGES = ("advertise", "encaps", "shares", "masked", "unmask")
+STAGES = ("advertise", "encaps", "shares", "masked", "consistency", "unmask")
 _EXPECTS: dict[str, type[Message]] = {
     "advertise": Advertise,
     "encaps": Encaps,
     "shares": Shares,
     "masked": MaskedInput,
+    "consistency": ConsistencySignature,
     "unmask": UnmaskReply,
 }
 
@@ -78,7 +84,14 @@ class SecureRound:
         threshold: int | None = None,
         server_step: ServerStep = _apply_delta,
         max_weight: int = 1 << 24,
+        purpose: str = "train",
     ) -> None:
+        """``purpose="train"`` aggregates model updates (weighted by sample counts);
+        ``"stats"`` sums members' feature statistics (count, Σx, Σx²) into the standardizer,
+        ``global_params`` then only giving the feature count (its length)."""
+        if purpose not in ("train", "stats"):
+            raise LocalProtocolError(f"unknown secure-round purpose {purpose!r}")
+        self.purpose = purpose
         if len(set(selected)) != len(selected) or len(selected) < 2:
             raise LocalProtocolError("secure aggregation needs at least two distinct members")
         self.consortium = consortium
@@ -89,6 +102,7 @@ class SecureRound:
         self.train = train
         self.fp = fixed_point or FixedPoint()
         self.fp.check_capacity(max_weight * len(selected))
+        self.max_weight = max_weight
         self.degree = degree or default_degree(len(selected))
         self.threshold = threshold or default_threshold(self.degree)
         if not self.degree / 2 < self.threshold <= self.degree:
@@ -98,7 +112,8 @@ class SecureRound:
             )
         self.graph = neighbourhoods(consortium, round, self.selected, self.degree)
         self.server_step = server_step
-        self.dim = self.global_params.shape[0]
+        self.n_features = self.global_params.shape[0]
+        self.dim = self.n_features if purpose == "train" else 1 + 2 * self.n_features
         self.stage_index = 0
         self.alive: set[str] = set(self.selected)
         self.dropped: dict[str, str] = {}
@@ -107,6 +122,7 @@ class SecureRound:
         self.encaps: dict[str, Encaps] = {}
         self.shares: dict[str, Shares] = {}
         self.masked: dict[str, MaskedInput] = {}
+        self.signed: dict[str, ConsistencySignature] = {}
         self.unmask: dict[str, UnmaskReply] = {}
         self.started = False
         self.finished = False
@@ -189,6 +205,13 @@ class SecureRound:
                 )
             if not 0 <= msg.clipped <= self.dim:
                 raise bad(f"implausible clipped count {msg.clipped}")
+        elif isinstance(msg, ConsistencySignature):
+            self.directory[sender].verify(
+                msg.signature,
+                unmask_sets_payload(self.consortium, self.round, self._survivors(),
+                                    self._dropped()),
+                b"secagg/unmask-sets",
+            )  # fmt: skip
         elif isinstance(msg, UnmaskReply):
             k = shamir.SHARE_BYTES
             if len(msg.self_owners) != len(msg.self_shares) or len(msg.pair_owners) != len(
@@ -209,21 +232,30 @@ class SecureRound:
     def _dropped_after_sharing(self) -> set[str]:
         return set(self.shares) - set(self.masked)
 
+    def _survivors(self) -> tuple[str, ...]:
+        return tuple(sorted(self.masked))
+
+    def _dropped(self) -> tuple[str, ...]:
+        return tuple(sorted(self._dropped_after_sharing()))
+
     # --- stages -----------------------------------------------------------------------------
     def start(self) -> list[Send]:
         if self.started:
             raise LocalProtocolError("round already started")
         self.started = True
         t = self.train
-        instr = TrainInstruction(
+        instr: Message = TrainInstruction(
             round=self.round, epochs=t.epochs, batch_size=t.batch_size,
             learning_rate=t.learning_rate, optimizer=t.optimizer, momentum=t.momentum,
             params=self.global_params, aggregation="secagg",
         )  # fmt: skip
+        if self.purpose == "stats":
+            instr = StatsRequest(round=self.round, aggregation="secagg")
         setup = SecAggSetup(
             round=self.round, participants=self.selected, degree=self.degree,
             threshold=self.threshold, modulus_bits=self.fp.modulus_bits,
             scale_bits=self.fp.scale_bits, clip=self.fp.clip, dim=self.dim,
+            max_weight=self.max_weight,
         )  # fmt: skip
         return [s for m in self.selected for s in (Send(m, instr), Send(m, setup))]
 
@@ -232,7 +264,7 @@ class SecureRound:
             self.drop(m, "no reply")
         store = {
             "advertise": self.adverts, "encaps": self.encaps, "shares": self.shares,
-            "masked": self.masked, "unmask": self.unmask,
+            "masked": self.masked, "consistency": self.signed, "unmask": self.unmask,
         }[self.stage]  # fmt: skip
         store.update(self.replies)  # type: ignore[arg-type]
         self.replies = {}
@@ -284,10 +316,16 @@ class SecureRound:
                 for v, items in inbox.items()
             ]  # fmt: skip
         if stage == "masked":
-            survivors = tuple(sorted(self.masked))
-            dropped = tuple(sorted(self._dropped_after_sharing()))
-            req = UnmaskRequest(round=self.round, survivors=survivors, dropped=dropped)
-            return [Send(m, req) for m in survivors]
+            req = ConsistencyCheck(round=self.round, survivors=self._survivors(),
+                                   dropped=self._dropped())  # fmt: skip
+            return [Send(m, req) for m in req.survivors]
+        if stage == "consistency":
+            signers = tuple(sorted(self.signed))
+            unmask = UnmaskRequest(
+                round=self.round, survivors=self._survivors(), dropped=self._dropped(),
+                signers=signers, signatures=tuple(self.signed[m].signature for m in signers),
+            )  # fmt: skip
+            return [Send(m, unmask) for m in signers]
         return None  # unmask replies are in
 
     # --- unmasking ----------------------------------------------------------------------------
@@ -334,7 +372,7 @@ class SecureRound:
                 total = total - m if mask_sign(x, d) > 0 else total + m
         return total
 
-    def finish(self, recipients: Iterable[str]) -> tuple[RoundResult, list[Send]]:
+    def _aggregate(self) -> tuple[np.ndarray, int]:
         if self.stage != "done":
             raise LocalProtocolError(f"round {self.round} is in stage {self.stage}")
         self.finished = True
@@ -342,9 +380,24 @@ class SecureRound:
             total = self.unmasked_sum()
         except CryptoError as exc:
             raise RoundAbortedError(f"round {self.round}: unmasking failed: {exc}") from None
-        mean, weight = self.fp.decode_sum(total)
+        # Masks that failed to cancel (a withheld share, a bad share, a lying member) leave
+        # uniform noise in the weight word: check it against what honest weights can sum to.
+        weight = int(total[-1])
+        if not len(self.masked) <= weight <= self.max_weight * len(self.masked):
+            raise RoundAbortedError(
+                f"round {self.round}: the unmasked total weight {weight} is impossible for "
+                f"{len(self.masked)} members (masks did not cancel, or a weight is out of range); "
+                "no aggregate released"
+            )
+        return self.fp.decode_sum(total)
+
+    def finish(self, recipients: Iterable[str]) -> tuple[Any, list[Send]]:
+        """Training: (RoundResult, GlobalModel sends). Stats: (Standardizer, StatsResult sends)."""
+        if self.purpose == "stats":
+            return self._finish_stats(recipients)
+        mean, weight = self._aggregate()
         with np.errstate(over="ignore", invalid="ignore"):
-            params = self.server_step(self.global_params, mean)
+            params = self.server_step(self.global_params, mean.astype(np.float32))
         if not np.all(np.isfinite(params)):
             raise RoundAbortedError(f"round {self.round}: the aggregate is not finite")
         result = RoundResult(
@@ -357,6 +410,19 @@ class SecureRound:
         )
         gm = GlobalModel(round=self.round, params=params)
         return result, [Send(m, gm) for m in recipients]
+
+    def _finish_stats(self, recipients: Iterable[str]) -> tuple[Standardizer, list[Send]]:
+        mean, weight = self._aggregate()
+        sums = mean * weight  # each member's vector had weight 1: back to plain sums
+        d = self.n_features
+        stats = FeatureStats(count=round(sums[0]), sum=sums[1 : 1 + d], sumsq=sums[1 + d :])
+        if stats.count < 1:
+            raise RoundAbortedError(f"round {self.round}: the summed statistics hold no records")
+        std = Standardizer.from_stats(stats)
+        if not (np.all(np.isfinite(std.mean)) and np.all(np.isfinite(std.scale))):
+            raise RoundAbortedError(f"round {self.round}: summed statistics are not finite")
+        result = StatsResult(round=self.round, mean=std.mean, scale=std.scale)
+        return std, [Send(m, result) for m in recipients]
 
     @property
     def clipped(self) -> int:
