@@ -1,4 +1,4 @@
-"""Tests of guardians.protocol.codec and guardians.protocol.messages: canonical CBOR on the
+"""Tests of guardians.codec and guardians.protocol.messages: canonical CBOR on the
 wire, strict decoding."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import guardians.protocol.secagg.messages as sa
+from guardians import codec
 from guardians.errors import DecodeError, LocalProtocolError, RemoteProtocolError
-from guardians.protocol import codec
 from guardians.protocol.messages import (
     GlobalModel,
     ModelUpdate,

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from guardians import codec
 from guardians.engine.egress import EgressMeter, RecordFingerprints, window_hashes
 from guardians.engine.inprocess import COORDINATOR, InProcessFederation, InProcessNetwork
 from guardians.learning.data import Dataset
@@ -14,7 +15,6 @@ from guardians.learning.models import MLP
 from guardians.learning.train import TrainConfig
 from guardians.node.coordinator import CoordinatorNode
 from guardians.node.member import MemberNode
-from guardians.protocol import codec
 from guardians.protocol.messages import GlobalModel, ModelUpdate, RecordsUpload
 
 

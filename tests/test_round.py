@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from guardians import codec
 from guardians.errors import LocalProtocolError, RemoteProtocolError, RoundAbortedError
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
-from guardians.protocol import codec
 from guardians.protocol.messages import (
     GlobalModel,
     ModelUpdate,

@@ -15,6 +15,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from scipy.stats import chi2
 
+from guardians import codec
 from guardians.crypto import shamir
 from guardians.crypto.errors import DecryptionError, ShareError, SignatureError
 from guardians.crypto.hybrid import HybridKeyPair, HybridPublic
@@ -27,7 +28,6 @@ from guardians.errors import (
     RoundAbortedError,
 )
 from guardians.learning.train import TrainConfig
-from guardians.protocol import codec
 from guardians.protocol.messages import TrainInstruction
 from guardians.protocol.round import Send
 from guardians.protocol.secagg.client import SecAggMember, advertise_payload, expand_mask

@@ -11,12 +11,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from guardians import codec
+from guardians.codec import Message
 from guardians.engine.egress import EgressMeter
 from guardians.errors import RemoteProtocolError
 from guardians.node.coordinator import CoordinatorNode
 from guardians.node.member import MemberNode
-from guardians.protocol import codec
-from guardians.protocol.codec import Message
 from guardians.protocol.round import RoundResult, Send
 
 COORDINATOR = "coordinator"

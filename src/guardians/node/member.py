@@ -11,13 +11,13 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from guardians.codec import Message
 from guardians.crypto.sign import SigningKey, VerifyKey
 from guardians.errors import RemoteProtocolError
 from guardians.learning.data import Dataset
 from guardians.learning.models import Model
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import train_local
-from guardians.protocol.codec import Message
 from guardians.protocol.messages import RecordsUpload
 from guardians.protocol.round import (
     GlobalModelReceived,

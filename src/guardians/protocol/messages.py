@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guardians.protocol.codec import Message, array_field, message
+from guardians.codec import Message, array_field, message
 
 # How the update leaves the member: in the clear ("plain") or through secure aggregation.
 AGGREGATIONS = ("plain", "secagg")

@@ -26,11 +26,11 @@ from enum import Enum
 
 import numpy as np
 
+from guardians.codec import Message
 from guardians.errors import LocalProtocolError, RemoteProtocolError, RoundAbortedError
 from guardians.learning.aggregate import fedavg
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
-from guardians.protocol.codec import Message
 from guardians.protocol.messages import (
     GlobalModel,
     ModelUpdate,

@@ -19,6 +19,7 @@ from enum import Enum
 
 import numpy as np
 
+from guardians.codec import Message
 from guardians.crypto import aead, prg, shamir
 from guardians.crypto.errors import CryptoError
 from guardians.crypto.hashing import frame_all
@@ -26,7 +27,6 @@ from guardians.crypto.hybrid import HybridKeyPair, HybridPublic
 from guardians.crypto.kdf import derive
 from guardians.crypto.sign import SigningKey, VerifyKey
 from guardians.errors import GuardiansError, LocalProtocolError, RemoteProtocolError
-from guardians.protocol.codec import Message
 from guardians.protocol.secagg.graph import neighbourhoods
 from guardians.protocol.secagg.messages import (
     Advertise,

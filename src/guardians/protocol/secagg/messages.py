@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guardians.protocol.codec import Message, array_field, bytes_field, message
+from guardians.codec import Message, array_field, bytes_field, message
 
 
 @message("secagg/setup")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from guardians.codec import Message
 from guardians.crypto import shamir
 from guardians.crypto.errors import CryptoError
 from guardians.crypto.hybrid import HybridPublic
@@ -26,7 +27,6 @@ from guardians.errors import (
 )
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
-from guardians.protocol.codec import Message
 from guardians.protocol.messages import GlobalModel, StatsRequest, StatsResult, TrainInstruction
 from guardians.protocol.round import RoundResult, Send, ServerStep, _apply_delta
 from guardians.protocol.secagg.client import (
