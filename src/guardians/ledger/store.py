@@ -1,0 +1,161 @@
+"""The log's storage: an append-only SQLite file (WAL) holding entries and Merkle node hashes.
+
+Appends are batched: one transaction inserts the batch's entries, the complete-subtree hashes
+they finish, and the new size. An append is acknowledged only after that transaction commits
+(``synchronous=FULL``), so an acknowledged entry survives a crash of the writer, and a batch
+interrupted mid-way leaves the log at its previous size. Nothing is ever updated or deleted.
+
+Anyone can recompute everything from the ``entries`` table; ``audit`` checks that the stored
+hashes, the entries and signed checkpoints agree, so editing, deleting or reordering rows is
+detected rather than trusted away.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from guardians.errors import GuardiansError
+from guardians.ledger.merkle import MerkleTree, ProofError, leaf_hash
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (
+    level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+class StoreError(GuardiansError):
+    """The log file is unreadable, inconsistent or was modified."""
+
+
+class LogStore:
+    """An append-only Merkle log in one SQLite file; one writer at a time."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable log file: {exc}") from None
+        self.tree = self._load()
+
+    def _load(self) -> MerkleTree:
+        """Rebuild the in-memory node cache from the stored level hashes (no rehashing)."""
+        size = self.size_on_disk()
+        tree = MerkleTree()
+        rows = self.db.execute("SELECT level, idx, hash FROM nodes ORDER BY level, idx")
+        levels: list[list[bytes]] = []
+        for level, idx, h in rows:
+            while len(levels) <= level:
+                levels.append([])
+            if idx != len(levels[level]):
+                raise StoreError(f"{self.path}: node table has a gap at level {level}, {idx}")
+            levels[level].append(bytes(h))
+        tree.levels = levels or [[]]
+        if tree.size != size:
+            raise StoreError(
+                f"{self.path}: {tree.size} leaf hashes stored for a log of size {size}"
+            )
+        for level in range(1, len(tree.levels)):
+            if len(tree.levels[level]) != size >> level:
+                raise StoreError(f"{self.path}: level {level} is incomplete")
+        return tree
+
+    def size_on_disk(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'size'").fetchone()
+        return int.from_bytes(row[0], "big") if row else 0
+
+    @property
+    def size(self) -> int:
+        return self.tree.size
+
+    def root(self, size: int | None = None) -> bytes:
+        return self.tree.root(size)
+
+    def verify(self) -> None:
+        """Recompute every hash from the stored entries; raise StoreError at the first row
+        that disagrees (an edited, deleted, inserted or reordered entry or node)."""
+        size = self.size_on_disk()
+        fresh = MerkleTree()
+        rows = self.db.execute("SELECT idx, data FROM entries ORDER BY idx")
+        for expected_idx, (idx, data) in enumerate(rows):
+            if idx != expected_idx:
+                raise StoreError(f"{self.path}: entry {expected_idx} is missing")
+            fresh.append(bytes(data))
+        if fresh.size != size:
+            raise StoreError(f"{self.path}: {fresh.size} entries for a log of size {size}")
+        stored = self._load()
+        for level, (a, b) in enumerate(zip(fresh.levels, stored.levels, strict=False)):
+            for idx, (x, y) in enumerate(zip(a, b, strict=True)):
+                if x != y:
+                    what = "entry" if level == 0 else f"level-{level} node"
+                    raise StoreError(f"{self.path}: {what} {idx} does not match its hash")
+
+    def append_batch(self, entries: Iterable[bytes]) -> tuple[int, int]:
+        """Append entries atomically; returns (first index, new size) once durable."""
+        batch = [bytes(e) for e in entries]
+        if not batch:
+            return self.size, self.size
+        first = self.size
+        levels_before = [len(lv) for lv in self.tree.levels]
+        for data in batch:
+            self.tree.append_hash(leaf_hash(data))
+        new_nodes = [
+            (level, idx, self.tree.levels[level][idx])
+            for level in range(len(self.tree.levels))
+            for idx in range(
+                levels_before[level] if level < len(levels_before) else 0,
+                len(self.tree.levels[level]),
+            )
+        ]
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            if self.size_on_disk() != first:
+                raise StoreError(f"{self.path}: another writer appended to the log")
+            self.db.executemany(
+                "INSERT INTO entries (idx, data) VALUES (?, ?)",
+                ((first + i, d) for i, d in enumerate(batch)),
+            )
+            self.db.executemany("INSERT INTO nodes (level, idx, hash) VALUES (?, ?, ?)", new_nodes)
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('size', ?)",
+                (self.tree.size.to_bytes(8, "big"),),
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            self.tree = self._load()  # forget the uncommitted hashes
+            raise
+        return first, self.tree.size
+
+    def entry(self, index: int) -> bytes:
+        row = self.db.execute("SELECT data FROM entries WHERE idx = ?", (index,)).fetchone()
+        if row is None:
+            raise ProofError(f"no entry {index} in a log of size {self.size}")
+        return bytes(row[0])
+
+    def entries(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, bytes]]:
+        end = self.size if end is None else end
+        rows = self.db.execute(
+            "SELECT idx, data FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx", (start, end)
+        )
+        for idx, data in rows:
+            yield int(idx), bytes(data)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        return self.tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        return self.tree.consistency_proof(old, new)
+
+    def close(self) -> None:
+        self.db.close()
