@@ -60,9 +60,7 @@ def test_every_entry_type_encodes_canonically():
             id="duplicate-over",
         ),
         pytest.param("UPDATE entries SET idx = idx + 100 WHERE idx = 9", id="move"),
-        pytest.param(
-            "UPDATE nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 0", id="node"
-        ),
+        pytest.param("UPDATE nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 0", id="node"),
     ],
 )
 def test_editing_rows_is_detected(tmp_path, tamper):

@@ -1,0 +1,187 @@
+"""Checkpoints (c2sp.org/tlog-checkpoint), the log that signs them, witnesses that cosign them
+(c2sp.org/tlog-witness semantics), and the client rule that accepts one.
+
+A checkpoint body is three lines — origin, tree size in decimal, base64 root hash — plus
+optional extension lines, signed as a note by the log's Ed25519 key and cosigned by witnesses.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from guardians.errors import GuardiansError
+from guardians.ledger.merkle import HASH_BYTES, ProofError, verify_consistency
+from guardians.ledger.note import (
+    Cosigner,
+    CosignerKey,
+    NoteError,
+    NoteSigner,
+    NoteVerifier,
+    SignedNote,
+    verify_cosignature,
+)
+from guardians.ledger.store import LogStore
+
+
+class CheckpointError(GuardiansError):
+    """A checkpoint is malformed, badly signed, or not accepted by policy."""
+
+
+class ConflictError(CheckpointError):
+    """A checkpoint contradicts one already seen (split view or rewritten history). Carries the
+    evidence: both checkpoints and the proof that failed."""
+
+    def __init__(self, message: str, evidence: dict[str, object]) -> None:
+        super().__init__(message)
+        self.evidence = evidence
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    origin: str
+    size: int
+    root: bytes
+    extensions: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        lines = [self.origin, str(self.size), base64.b64encode(self.root).decode(),
+                 *self.extensions]  # fmt: skip
+        return "".join(line + "\n" for line in lines)
+
+    @classmethod
+    def parse_text(cls, text: str) -> Checkpoint:
+        lines = text.split("\n")
+        if len(lines) < 4 or lines[-1] != "":
+            raise CheckpointError("a checkpoint has at least three newline-terminated lines")
+        origin, size_s, root_s, *ext = lines[:-1]
+        if not origin:
+            raise CheckpointError("checkpoint origin is empty")
+        if not size_s.isdigit() or (size_s != "0" and size_s.startswith("0")):
+            raise CheckpointError(f"checkpoint size {size_s!r} is not a decimal number")
+        try:
+            root = base64.b64decode(root_s, validate=True)
+        except binascii.Error:
+            raise CheckpointError("checkpoint root is not base64") from None
+        if len(root) != HASH_BYTES:
+            raise CheckpointError(f"checkpoint root is {len(root)} bytes, not {HASH_BYTES}")
+        if any(not e for e in ext):
+            raise CheckpointError("checkpoint extension lines must not be empty")
+        return cls(origin, int(size_s), root, tuple(ext))
+
+
+class TransparencyLog:
+    """A log: the store plus the origin and signing key. It signs only checkpoints consistent
+    with every checkpoint it signed before."""
+
+    def __init__(self, store: LogStore, origin: str, signer: NoteSigner) -> None:
+        self.store = store
+        self.origin = origin
+        self.signer = signer
+        self.last_signed: Checkpoint | None = None
+
+    def checkpoint(self) -> SignedNote:
+        cp = Checkpoint(self.origin, self.store.size, self.store.root())
+        prev = self.last_signed
+        if prev is not None:
+            try:
+                if cp.size < prev.size:
+                    raise ProofError(f"size went back from {prev.size} to {cp.size}")
+                if prev.size:
+                    proof = self.store.consistency_proof(prev.size, cp.size)
+                    verify_consistency(prev.size, cp.size, prev.root, cp.root, proof)
+            except ProofError as exc:
+                raise ConflictError(
+                    f"{self.origin}: refusing to sign a checkpoint inconsistent with the last "
+                    f"one ({exc})",
+                    {"previous": prev.text(), "new": cp.text()},
+                ) from None
+        self.last_signed = cp
+        return SignedNote(cp.text(), (self.signer.sign(cp.text()),))
+
+
+@dataclass
+class Witness:
+    """A member's witness (tlog-witness semantics): it cosigns a log's checkpoint only if it is
+    consistent with the latest checkpoint it has cosigned for that origin, and keeps that
+    latest checkpoint. An inconsistent checkpoint raises ConflictError and is kept as
+    evidence. Sans-I/O: the caller persists ``latest`` and ``evidence``."""
+
+    cosigner: Cosigner
+    logs: Mapping[str, NoteVerifier]
+    latest: dict[str, Checkpoint] = field(default_factory=dict)
+    evidence: list[dict[str, object]] = field(default_factory=list)
+
+    def add_checkpoint(
+        self, old_size: int, proof: Sequence[bytes], note: SignedNote, timestamp: int
+    ) -> SignedNote:
+        cp = Checkpoint.parse_text(note.text)
+        verifier = self.logs.get(cp.origin)
+        if verifier is None:
+            raise CheckpointError(f"unknown log origin {cp.origin!r}")
+        try:
+            verifier.verify(note)
+        except NoteError as exc:
+            raise CheckpointError(f"{cp.origin}: {exc}") from None
+        known = self.latest.get(cp.origin)
+        known_size = known.size if known else 0
+        if old_size != known_size:
+            # The caller's view of this witness is stale: tell it the size we hold (HTTP 409).
+            raise CheckpointError(
+                f"{cp.origin}: old size {old_size} does not match the witnessed size {known_size}"
+            )
+        if cp.size < known_size:
+            self._conflict(cp, known, proof, "the tree shrank (rollback)")
+        if known is not None and known.size:
+            try:
+                verify_consistency(known.size, cp.size, known.root, cp.root, proof)
+            except ProofError as exc:
+                self._conflict(cp, known, proof, f"no consistency with the witnessed tree: {exc}")
+        elif proof:
+            raise CheckpointError("a first checkpoint needs no consistency proof")
+        self.latest[cp.origin] = cp
+        return note.with_signatures(
+            *self.cosigner.cosign(note.text, cp.origin, cp.size, cp.root, timestamp)
+        )
+
+    def _conflict(
+        self, cp: Checkpoint, known: Checkpoint | None, proof: Sequence[bytes], why: str
+    ) -> None:
+        ev = {
+            "origin": cp.origin,
+            "witnessed": known.text() if known else "",
+            "presented": cp.text(),
+            "proof": [p.hex() for p in proof],
+            "reason": why,
+        }
+        self.evidence.append(ev)
+        raise ConflictError(f"{cp.origin}: split view or rewritten history: {why}", ev)
+
+
+def accept_checkpoint(
+    note: SignedNote,
+    log: NoteVerifier,
+    witnesses: Sequence[CosignerKey],
+    quorum: int,
+    *,
+    origin: str | None = None,
+    require_pq: bool = True,
+) -> Checkpoint:
+    """The client rule: the log's signature, then at least ``quorum`` valid witness
+    cosignatures (ML-DSA-44 required by default). Raises CheckpointError otherwise."""
+    cp = Checkpoint.parse_text(note.text)
+    if origin is not None and cp.origin != origin:
+        raise CheckpointError(f"checkpoint of {cp.origin!r}, expected {origin!r}")
+    try:
+        log.verify(note)
+        good = sum(
+            verify_cosignature(note, w, cp.origin, cp.size, cp.root, require_pq=require_pq)
+            for w in witnesses
+        )
+    except NoteError as exc:
+        raise CheckpointError(str(exc)) from None
+    if good < quorum:
+        raise CheckpointError(f"{good} valid witness cosignatures, policy requires {quorum}")
+    return cp
