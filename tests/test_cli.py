@@ -132,3 +132,12 @@ def test_bench_secagg_against_flower_and_plaintext():
     # Ours is exact up to fixed-point resolution; both recover the same survivors' mean.
     assert res["ours_max_abs_error"] < 1e-5
     assert res["flower_max_abs_error"] < 1e-3
+
+
+def test_bench_ledger_runs_and_reports_the_anchor():
+    r = _run("bench", "ledger", "--entries", "2000", "--batch", "100", "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    for key in ("appends_per_s", "inclusion_proofs_per_s", "verifications_per_s"):
+        assert res[key] > 0
+    assert res["anchor_appends_per_s"] == 2900

@@ -301,5 +301,31 @@ def bench_secagg_cmd(
               f"max |error| vs plaintext mean: {res['ours_max_abs_error']:.2e}")  # fmt: skip
 
 
+@bench_app.command("ledger")
+def bench_ledger_cmd(
+    entries: Annotated[int, typer.Option(help="Entries to append.", min=1000)] = 200_000,
+    batch: Annotated[int, typer.Option(help="Entries per atomic batch.", min=1)] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object only.")] = False,
+) -> None:
+    """Sustained batched appends, inclusion and consistency proofs, and verifications on the
+    SQLite transparency log, next to Trillian Tessera's published POSIX figure."""
+    from guardians.bench.ledger import bench_ledger
+
+    with console.status(f"transparency log: {entries:,} entries"):
+        res = bench_ledger(entries, batch)
+    res["command"] = "guardians " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if as_json:
+        out.print_json(json.dumps(_jsonable(res)))
+        return
+    table = Table(title=f"Transparency log: {entries:,} entries, batches of {batch}")
+    table.add_column("operation")
+    table.add_column("per second", justify="right")
+    for key in ("appends_per_s", "inclusion_proofs_per_s", "consistency_proofs_per_s",
+                "verifications_per_s", "consistency_verifications_per_s"):  # fmt: skip
+        table.add_row(key.removesuffix("_per_s").replace("_", " "), f"{res[key]:,.0f}")
+    out.print(table)
+    out.print(f"appends: {res['appends_vs_anchor']:.1f}× {res['anchor']}")
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
