@@ -141,3 +141,23 @@ def test_bench_ledger_runs_and_reports_the_anchor():
     for key in ("appends_per_s", "inclusion_proofs_per_s", "verifications_per_s"):
         assert res[key] > 0
     assert res["anchor_appends_per_s"] == 2900
+
+
+def test_demo_ledger_verifies_and_tampering_fails(quick_demo, tmp_path):
+    import shutil
+    import sqlite3
+
+    metrics = json.loads((quick_demo / "metrics.json").read_text())
+    assert metrics["federated"]["ledger"]["verdict"] == "PASS"
+    assert "Audit ledger" in (quick_demo / "report.html").read_text()
+    r = _run("audit", "verify", "--log", str(quick_demo / "ledger"), "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["model_versions_included"] == 12
+    copy = tmp_path / "ledger"
+    shutil.copytree(quick_demo / "ledger", copy)
+    db = sqlite3.connect(copy / "log.db")
+    db.execute("UPDATE entries SET data = x'00' WHERE idx = 10")
+    db.commit()
+    db.close()
+    r = _run("audit", "verify", "--log", str(copy))
+    assert r.exit_code == 1 and "NOT VERIFIED" in r.output

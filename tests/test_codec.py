@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import guardians.ledger.entries as le
 import guardians.protocol.secagg.messages as sa
 from guardians import codec
 from guardians.errors import DecodeError, LocalProtocolError, RemoteProtocolError
@@ -91,6 +92,18 @@ def samples():
             round=2, survivors=("a", "b"), dropped=("c",), signers=("a", "b"),
             signatures=(b"1" * 4, b"2" * 4),
         ),
+        le.MemberAdmitted(member="a", identity_key=b"k" * 5),
+        le.MemberRemoved(member="a", reason="left"),
+        le.KeyRotated(member="a", identity_key=b"k" * 6),
+        le.RoundCommitted(
+            round=1, participants=("a", "b"), rule="fedavg", privacy="secagg",
+            model_hash=b"m" * 32, aggregate_hash=b"g" * 32,
+        ),
+        le.ModelPromoted(version=1, model_hash=b"m" * 32),
+        le.ModelRolledBack(version=1, reason="backdoor", model_hash=b"m" * 32),
+        le.Vote(proposal="p1", member="a", choice="yes", signature=b"s" * 3),
+        le.Incident(round=1, member="a", kind="k", detail="d", evidence_hash=b"e" * 32),
+        le.IntelDigest(source="a", count=3, bundle_hash=b"b" * 32),
         sa.UnmaskReply(
             round=2, self_owners=("a",), self_shares=(b"\x03" * 66,), pair_owners=("c",),
             pair_shares=(b"\x04" * 132,),

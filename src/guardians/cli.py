@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -185,7 +186,12 @@ def demo(
 
                 return tick
 
-            main = run_study(cfg, progress=make_tick(f"{dataset}: ")).metrics
+            ledger_dir = out_dir / "ledger"
+            if ledger_dir.exists():  # each demo run founds a new consortium, with a new log
+                shutil.rmtree(ledger_dir)
+            main = run_study(
+                cfg, progress=make_tick(f"{dataset}: "), audit_dir=str(ledger_dir)
+            ).metrics
             wdbc_m = None
             if dataset == "wdbc":
                 wdbc_m = main
@@ -231,6 +237,12 @@ def demo(
             f"  {mark}  {row['claim']}: measured {row['measured']} ({row['unit']}); "
             f"claimed {row['claimed']}",
             highlight=False,
+        )
+    ledger = main["federated"].get("ledger")
+    if ledger:
+        out.print(
+            f"audit log: {ledger['size']} entries, verdict {ledger['verdict']} "
+            f"(guardians audit verify --log {ledger['path']})"
         )
     out.print(
         f"wrote {out_dir / 'report.html'}, metrics.json, scorecard.json "
@@ -325,6 +337,51 @@ def bench_ledger_cmd(
         table.add_row(key.removesuffix("_per_s").replace("_", " "), f"{res[key]:,.0f}")
     out.print(table)
     out.print(f"appends: {res['appends_vs_anchor']:.1f}× {res['anchor']}")
+
+
+audit_app = typer.Typer(help="Audit the consortium's transparency log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: Annotated[Path, typer.Option("--log", help="Log directory (log.db, checkpoint).")],
+    trust: Annotated[
+        Path | None,
+        typer.Option(
+            help="Pinned trust file (log key, witness keys, quorum); default: the "
+            "log directory's trust.json."
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where this auditor keeps the last checkpoint it accepted, to check "
+            "that history was only ever appended to."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Verify a log without trusting its operator: checkpoint signatures and witness quorum,
+    every hash recomputed from the entries, consistency with the last audit, inclusion of every
+    model version. Exit code 1 on any failure."""
+    from guardians.ledger.audit import verify_log_dir
+
+    if not log.is_dir():
+        console.print(f"[bold red]error:[/] {log} is not a log directory")
+        raise typer.Exit(code=2)
+    report = verify_log_dir(log, trust=trust, state=state)
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+    else:
+        for name, ok, detail in report.checks:
+            mark = "[green]PASS[/]" if ok else "[bold red]FAIL[/]"
+            out.print(f"{mark}  {name}: {detail}", highlight=False)
+        verdict = "[bold green]VERIFIED[/]" if report.ok else "[bold red]NOT VERIFIED[/]"
+        out.print(f"{verdict}: {report.log}, {report.size} entries, "
+                  f"{report.model_versions} model versions")  # fmt: skip
+    if not report.ok:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

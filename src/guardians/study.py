@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from guardians.crypto.sign import SigningKey
+from guardians.engine.audit import AuditTrail
 from guardians.engine.egress import EgressMeter
 from guardians.engine.inprocess import COORDINATOR, InProcessFederation, InProcessNetwork
 from guardians.errors import ConfigError
@@ -30,6 +31,7 @@ from guardians.learning.models import MLP, build_model
 from guardians.learning.partition import SCHEMES, Partition, partition
 from guardians.learning.preprocess import Standardizer
 from guardians.learning.train import TrainConfig, train_local
+from guardians.ledger.audit import verify_log_dir
 from guardians.node.coordinator import PRIVACY_METHODS, CoordinatorNode
 from guardians.node.member import MemberNode
 from guardians.protocol.messages import RecordsUpload
@@ -128,8 +130,10 @@ def _run_federated(
     train_kinds: set[str],
     tick: Progress,
     label: str = "federated",
+    audit_dir: str | None = None,
 ) -> tuple[Predictions, dict[str, Any], dict[str, Any]]:
-    """One federated training run; returns test predictions, metrics and the egress summary."""
+    """One federated training run; returns test predictions, metrics and the egress summary.
+    With ``audit_dir``, every round and model version goes on a witnessed transparency log."""
     identities = {m: SigningKey.generate() for m in ids} if privacy == "secagg" else {}
     directory = {m: k.verify_key for m, k in identities.items()}
     nodes = {
@@ -151,7 +155,11 @@ def _run_federated(
         directory=directory,
         consortium=CONSORTIUM,
     )
-    fed = InProcessFederation(coord, nodes)
+    audit = None
+    if audit_dir is not None:
+        audit = AuditTrail(audit_dir, f"{CONSORTIUM}.example/log", ids)
+        audit.admit({m: k.verify_key.raw for m, k in identities.items()} or dict.fromkeys(ids, b""))
+    fed = InProcessFederation(coord, nodes, audit=audit)
     per_round: list[dict[str, Any]] = []
 
     def on_round(result: Any) -> None:
@@ -175,6 +183,9 @@ def _run_federated(
     metrics["privacy"] = privacy
     metrics["per_round"] = per_round
     metrics["incidents"] = [asdict(i) for i in run.incidents]
+    if audit is not None:
+        audit.close()
+        metrics["ledger"] = verify_log_dir(audit_dir).as_dict() | {"path": str(audit_dir)}
     return pred, metrics, fed.network.meter.summary()
 
 
@@ -204,8 +215,10 @@ def run_study(
     cfg: StudyConfig,
     split: DataSplit | None = None,
     progress: Progress | None = None,
+    audit_dir: str | None = None,
 ) -> StudyResult:
-    """Run the three settings and return every metric, JSON-ready."""
+    """Run the three settings and return every metric, JSON-ready. With ``audit_dir`` the main
+    federated run is recorded on a transparency log there, witnessed by every member."""
 
     def tick(stage: str, done: int, total: int) -> None:
         if progress is not None:
@@ -287,7 +300,7 @@ def run_study(
     # --- federated ------------------------------------------------------------------------
     t0 = time.perf_counter()
     fed_pred, federated, fed_egress = _run_federated(
-        cfg, cfg.privacy, ids, shares, train, test, train_kinds, tick
+        cfg, cfg.privacy, ids, shares, train, test, train_kinds, tick, audit_dir=audit_dir
     )
     timings["federated_s"] = time.perf_counter() - t0
     comparison: dict[str, Any] = {}

@@ -13,6 +13,7 @@ from typing import Any
 
 from guardians import codec
 from guardians.codec import Message
+from guardians.engine.audit import AuditTrail
 from guardians.engine.egress import EgressMeter
 from guardians.errors import RemoteProtocolError
 from guardians.node.coordinator import CoordinatorNode
@@ -65,8 +66,10 @@ class InProcessFederation:
         members: Mapping[str, MemberNode],
         network: InProcessNetwork | None = None,
         dropouts: Mapping[int, Mapping[str, str]] | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.coordinator = coordinator
+        self.audit = audit
         # {round: {member: stage}}: the member goes silent from that stage of that round on.
         self.dropouts = dropouts or {}
         self.members = dict(members)
@@ -126,6 +129,13 @@ class InProcessFederation:
             sends = rnd.advance()  # RoundAbortedError: no model is released
         result, sends = rnd.finish(self.members)
         self.coordinator.adopt(result)
+        if self.audit is not None:
+            for inc in self.run_record.incidents:
+                if inc.round == round:
+                    self.audit.record_incident(round, inc.member, inc.error)
+            self.audit.record_round(result, rule=self.coordinator.rule,
+                                    privacy=self.coordinator.privacy)  # fmt: skip
+            self.audit.checkpoint()
         for s in sends:
             self._deliver(s, round)
         self.run_record.rounds.append(result)

@@ -48,6 +48,7 @@ class CoordinatorNode:
             if len(members) < 3:
                 raise ConfigError("secure aggregation needs at least 3 members")
         self.privacy = privacy
+        self.rule = "fedavgm" if server_momentum else "fedavg"
         self.directory = directory or {}
         self.consortium = consortium
         self.fixed_point = fixed_point or FixedPoint()

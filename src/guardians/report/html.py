@@ -126,6 +126,26 @@ def _privacy(m: dict[str, Any]) -> str:
     )
 
 
+def _ledger(m: dict[str, Any]) -> str:
+    led = m["federated"].get("ledger")
+    if not led:
+        return ""
+    verdict = '<span class="ok">PASS</span>' if led["verdict"] == "PASS" else (
+        '<span class="bad">FAIL</span>')  # fmt: skip
+    ok, bad = '<span class="ok">ok</span>', '<span class="bad">failed</span>'
+    rows = [[_e(c["check"]), ok if c["ok"] else bad, _e(c["detail"])] for c in led["checks"]]
+    kinds = ", ".join(f"{_e(k)}: {_e(v)}" for k, v in led["entries_by_kind"].items())
+    return (
+        "<h2>Audit ledger</h2><p>Every round and model version is appended to a transparency "
+        "log (RFC 9162 Merkle tree in SQLite); after each round the log signs a checkpoint "
+        "and every member's witness cosigns it (Ed25519 and ML-DSA-44) after checking it "
+        f"extends what it saw before. Log size: {_e(led['size'])} entries ({kinds}). "
+        f"Verdict of <code>guardians audit verify --log {_e(led['path'])}</code>: {verdict}.</p>"
+        + _table(["check", "result", "detail"], rows)
+        + f"<p class='note'>Latest checkpoint:</p><pre>{_e(led['checkpoint'])}</pre>"
+    )
+
+
 def _members(m: dict[str, Any]) -> str:
     unseen = m.get("unseen_families", {}).get("per_member", {})
     rows = []
@@ -257,6 +277,7 @@ crossing a member's boundary and scans it for the member's records.</p>
 <h2>Data boundary (egress record)</h2>
 {_egress(main)}
 {_privacy(main)}
+{_ledger(main)}
 
 {wdbc_html}
 
