@@ -136,3 +136,12 @@ def test_acknowledged_appends_survive_killing_the_writer(tmp_path):
     assert s.size % 500 == 0  # and no batch is half-applied
     assert s.root(last_size).hex() == last_root
     assert s.entry(last_size - 1) == b"entry-%d" % (last_size - 1)
+
+
+def test_entries_must_fit_a_tile_bundle(tmp_path):
+    s = LogStore(tmp_path / "log.db")
+    with pytest.raises(StoreError, match="65535"):
+        s.append_batch([b"x" * 70_000])
+    with pytest.raises(StoreError):
+        s.append_batch([b""])
+    assert s.size == 0

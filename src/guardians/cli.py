@@ -345,7 +345,14 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("verify")
 def audit_verify(
-    log: Annotated[Path, typer.Option("--log", help="Log directory (log.db, checkpoint).")],
+    log: Annotated[
+        str,
+        typer.Option(
+            "--log",
+            help="Log directory (log.db, checkpoint), or the URL prefix of a "
+            "C2SP tlog-tiles server or mirror.",
+        ),
+    ],
     trust: Annotated[
         Path | None,
         typer.Option(
@@ -365,12 +372,18 @@ def audit_verify(
     """Verify a log without trusting its operator: checkpoint signatures and witness quorum,
     every hash recomputed from the entries, consistency with the last audit, inclusion of every
     model version. Exit code 1 on any failure."""
+    import tempfile
+
     from guardians.ledger.audit import verify_log_dir
 
-    if not log.is_dir():
-        console.print(f"[bold red]error:[/] {log} is not a log directory")
-        raise typer.Exit(code=2)
-    report = verify_log_dir(log, trust=trust, state=state)
+    with tempfile.TemporaryDirectory() as tmp:
+        if log.startswith(("http://", "https://")):
+            report = _verify_url(log, Path(tmp), trust, state)
+        else:
+            if not Path(log).is_dir():
+                console.print(f"[bold red]error:[/] {log} is not a log directory")
+                raise typer.Exit(code=2)
+            report = verify_log_dir(log, trust=trust, state=state)
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
     else:
@@ -382,6 +395,58 @@ def audit_verify(
                   f"{report.model_versions} model versions")  # fmt: skip
     if not report.ok:
         raise typer.Exit(code=1)
+
+
+def _verify_url(url: str, tmp: Path, trust: Path | None, state: Path | None) -> Any:
+    import httpx
+
+    from guardians.ledger.audit import AuditReport, verify_log_dir
+    from guardians.ledger.tiles import download_log
+
+    prefix = url.rstrip("/") + "/"
+    with httpx.Client(timeout=30.0, follow_redirects=False) as client:
+
+        def fetch(path: str) -> bytes:
+            r = client.get(prefix + path)
+            if r.status_code != 200:
+                raise GuardiansError(f"GET {prefix + path}: HTTP {r.status_code}")
+            return r.content
+
+        try:
+            _, checked = download_log(fetch, tmp / "log")
+            if trust is None:
+                (tmp / "log" / "trust.json").write_bytes(fetch("trust.json"))
+        except (GuardiansError, httpx.HTTPError) as exc:
+            report = AuditReport(url)
+            report.add("tiles", False, f"{type(exc).__name__}: {exc}")
+            return report
+    report = verify_log_dir(tmp / "log", trust=trust, state=state)
+    report.log = url
+    report.checks.insert(0, ("tiles", True, f"{checked} hash tiles match the entries"))
+    return report
+
+
+ledger_app_cli = typer.Typer(help="Run the consortium's transparency log.", no_args_is_help=True)
+app.add_typer(ledger_app_cli, name="ledger")
+
+
+@ledger_app_cli.command("serve")
+def ledger_serve(
+    log: Annotated[Path, typer.Option("--log", help="Log directory (log.db, checkpoint).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+) -> None:
+    """Serve the log read-only over HTTP as C2SP tlog-tiles (/checkpoint, /tile/...), so any
+    member, auditor or static mirror can fetch and verify it."""
+    import uvicorn
+
+    from guardians.engine.http import ledger_app
+
+    if not (log / "log.db").is_file():
+        console.print(f"[bold red]error:[/] no log.db in {log}")
+        raise typer.Exit(code=2)
+    console.print(f"serving {log} at http://{host}:{port}/ (checkpoint, tile/...)")
+    uvicorn.run(ledger_app(log), host=host, port=port, log_level="warning")
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -102,6 +102,10 @@ class LogStore:
     def append_batch(self, entries: Iterable[bytes]) -> tuple[int, int]:
         """Append entries atomically; returns (first index, new size) once durable."""
         batch = [bytes(e) for e in entries]
+        for e in batch:
+            # Tile entry bundles length-prefix each entry with a uint16.
+            if not 0 < len(e) <= 0xFFFF:
+                raise StoreError(f"log entries are 1..65535 bytes, got {len(e)}")
         if not batch:
             return self.size, self.size
         first = self.size
