@@ -31,6 +31,7 @@ from guardians.learning.models import MLP, build_model
 from guardians.learning.partition import SCHEMES, Partition, partition
 from guardians.learning.preprocess import Standardizer
 from guardians.learning.train import TrainConfig, train_local
+from guardians.ledger.anchor import Anchor, embedded_chain
 from guardians.ledger.audit import verify_log_dir
 from guardians.node.coordinator import PRIVACY_METHODS, CoordinatorNode
 from guardians.node.member import MemberNode
@@ -157,7 +158,13 @@ def _run_federated(
     )
     audit = None
     if audit_dir is not None:
-        audit = AuditTrail(audit_dir, f"{CONSORTIUM}.example/log", ids)
+        w3 = embedded_chain()
+        accounts = [w3.eth.accounts[k % len(w3.eth.accounts)] for k in range(len(ids))]
+        anchor = Anchor.deploy(w3, sorted(set(accounts)))
+        audit = AuditTrail(
+            audit_dir, f"{CONSORTIUM}.example/log", ids, anchor=anchor,
+            anchor_accounts=accounts, chain="embedded EVM (eth-tester + py-evm)",
+        )  # fmt: skip
         audit.admit({m: k.verify_key.raw for m, k in identities.items()} or dict.fromkeys(ids, b""))
     fed = InProcessFederation(coord, nodes, audit=audit)
     per_round: list[dict[str, Any]] = []
@@ -185,7 +192,10 @@ def _run_federated(
     metrics["incidents"] = [asdict(i) for i in run.incidents]
     if audit is not None:
         audit.close()
-        metrics["ledger"] = verify_log_dir(audit_dir).as_dict() | {"path": str(audit_dir)}
+        report = verify_log_dir(audit_dir, anchor=anchor)  # reads the anchor from the chain
+        metrics["ledger"] = report.as_dict() | {
+            "path": str(audit_dir), "anchors": len(audit.anchored), "contract": anchor.address,
+        }  # fmt: skip
     return pred, metrics, fed.network.meter.summary()
 
 

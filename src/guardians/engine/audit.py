@@ -7,6 +7,7 @@ Directory layout::
     log.db        the SQLite log (entries and Merkle node hashes)
     checkpoint    the latest cosigned checkpoint (C2SP signed note)
     trust.json    origin, log key, witness keys, quorum: what a verifier is configured with
+    anchor.json   where checkpoints were anchored on Ethereum, and each anchored (size, root)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from guardians import codec
+from guardians.ledger.anchor import Anchor
 from guardians.ledger.checkpoint import TransparencyLog, Witness
 from guardians.ledger.entries import Incident, MemberAdmitted, ModelPromoted, RoundCommitted
 from guardians.ledger.note import Cosigner, NoteSigner, SignedNote
@@ -41,6 +43,9 @@ class AuditTrail:
         members: Iterable[str],
         *,
         quorum: int | None = None,
+        anchor: Anchor | None = None,
+        anchor_accounts: list[str] | None = None,
+        chain: str = "",
     ) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +58,10 @@ class AuditTrail:
         self.quorum = quorum or (len(self.witnesses) // 2 + 1)
         self.latest: SignedNote | None = None
         self._witnessed = 0
+        self.anchor = anchor
+        self.anchor_accounts = anchor_accounts or ([anchor.submitter] if anchor else [])
+        self.anchored: list[dict[str, object]] = []
+        self.chain = chain
         self._write_trust()
 
     def _write_trust(self) -> None:
@@ -111,6 +120,16 @@ class AuditTrail:
         self._witnessed = size
         self.latest = note
         (self.dir / "checkpoint").write_text(note.format())
+        if self.anchor is not None and size > (self.anchored[-1]["size"] if self.anchored else 0):
+            # Members take turns submitting: no single account is the anchor's gatekeeper.
+            sender = self.anchor_accounts[len(self.anchored) % len(self.anchor_accounts)]
+            root = self.log.store.root()
+            tx = self.anchor.submit(self.origin, size, root, sender=sender)
+            self.anchored.append({"size": size, "root": root.hex(), "tx": tx, "from": sender})
+            (self.dir / "anchor.json").write_text(json.dumps({
+                "chain": self.chain, "contract": self.anchor.address,
+                "submitters": self.anchor_accounts, "anchored": self.anchored,
+            }, indent=2) + "\n")  # fmt: skip
         return note
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from guardians import codec
 from guardians.errors import GuardiansError
 from guardians.ledger import entries as _entries  # noqa: F401 - registers the entry kinds
+from guardians.ledger.anchor import Anchor
 from guardians.ledger.checkpoint import Checkpoint, accept_checkpoint
 from guardians.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from guardians.ledger.note import CosignerKey, NoteVerifier, SignedNote
@@ -64,8 +65,14 @@ def _load_trust(path: Path) -> tuple[str, NoteVerifier, list[CosignerKey], int]:
 
 
 def verify_log_dir(
-    directory: str | Path, *, trust: str | Path | None = None, state: str | Path | None = None
+    directory: str | Path,
+    *,
+    trust: str | Path | None = None,
+    state: str | Path | None = None,
+    anchor: Anchor | None = None,
 ) -> AuditReport:
+    """``anchor``: a live contract to read the latest anchored checkpoint from; without it,
+    the anchors recorded in the directory's anchor.json (if any) are checked."""
     d = Path(directory)
     report = AuditReport(str(d))
     trust_path = Path(trust) if trust else d / "trust.json"
@@ -115,6 +122,7 @@ def verify_log_dir(
         if not report.add("checkpoint root", same, detail):
             return report
         _check_state(report, store, cp, Path(state) if state else None)
+        _check_anchor(report, store, cp, d, anchor)
         kinds: Counter[str] = Counter()
         versions = 0
         for idx, data in store.entries(0, cp.size):
@@ -136,6 +144,37 @@ def verify_log_dir(
     finally:
         store.close()
     return report
+
+
+def _check_anchor(
+    report: AuditReport, store: LogStore, cp: Checkpoint, d: Path, anchor: Anchor | None
+) -> None:
+    if anchor is not None:
+        size, root = anchor.latest(cp.origin)
+        where = f"contract {anchor.address}"
+        points = [(size, root)] if size else []
+    elif (d / "anchor.json").exists():
+        try:
+            rec = json.loads((d / "anchor.json").read_text())
+            points = [(int(a["size"]), bytes.fromhex(a["root"])) for a in rec["anchored"]]
+            where = f"anchor.json ({rec.get('chain') or 'chain'}, contract {rec['contract']})"
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            report.add("anchored checkpoints", False, f"anchor.json unreadable: {exc}")
+            return
+    else:
+        return
+    for size, root in points:
+        if size > store.size:
+            report.add("anchored checkpoints", False,
+                       f"anchored size {size} exceeds the log's {store.size}")  # fmt: skip
+            return
+        if store.root(size) != root:
+            why = f"the log's root at anchored size {size} differs from the anchor"
+            report.add("anchored checkpoints", False, why)
+            return
+    latest = max((s for s, _ in points), default=0)
+    detail = f"{len(points)} anchors consistent with the log (latest size {latest}); {where}"
+    report.add("anchored checkpoints", True, detail)
 
 
 def _check_state(report: AuditReport, store: LogStore, cp: Checkpoint, state: Path | None) -> None:

@@ -139,7 +139,10 @@ def _ledger(m: dict[str, Any]) -> str:
         "<h2>Audit ledger</h2><p>Every round and model version is appended to a transparency "
         "log (RFC 9162 Merkle tree in SQLite); after each round the log signs a checkpoint "
         "and every member's witness cosigns it (Ed25519 and ML-DSA-44) after checking it "
-        f"extends what it saw before. Log size: {_e(led['size'])} entries ({kinds}). "
+        f"extends what it saw before; members take turns anchoring each checkpoint on Ethereum "
+        f"({_e(led.get('anchors', 0))} anchors, contract {_e(led.get('contract', '–'))} on the "
+        "embedded EVM). "
+        f"Log size: {_e(led['size'])} entries ({kinds}). "
         f"Verdict of <code>guardians audit verify --log {_e(led['path'])}</code>: {verdict}.</p>"
         + _table(["check", "result", "detail"], rows)
         + f"<p class='note'>Latest checkpoint:</p><pre>{_e(led['checkpoint'])}</pre>"

@@ -1,0 +1,1 @@
+"""Smart contracts (Vyper source), compiled at first use."""
