@@ -363,9 +363,17 @@ def audit_verify(
     state: Annotated[
         Path | None,
         typer.Option(
-            help="Where this auditor keeps the last checkpoint it accepted, to check "
-            "that history was only ever appended to."
+            help="Where this auditor keeps the last checkpoint it accepted, to check that "
+            "history was only ever appended to (default: one file per log origin under "
+            "$GUARDIANS_STATE_DIR or ~/.local/state/guardians/audit)."
         ),
+    ] = None,
+    rpc: Annotated[
+        str | None,
+        typer.Option(help="Ethereum JSON-RPC endpoint holding the anchor contract."),
+    ] = None,
+    contract: Annotated[
+        str | None, typer.Option(help="Address of the anchor contract (with --rpc).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -376,14 +384,24 @@ def audit_verify(
 
     from guardians.ledger.audit import verify_log_dir
 
+    anchor = None
+    if rpc or contract:
+        if not (rpc and contract):
+            console.print("[bold red]error:[/] --rpc and --contract go together")
+            raise typer.Exit(code=2)
+        from web3 import Web3
+
+        from guardians.ledger.anchor import Anchor
+
+        anchor = Anchor(Web3(Web3.HTTPProvider(rpc)), Web3.to_checksum_address(contract), "")
     with tempfile.TemporaryDirectory() as tmp:
         if log.startswith(("http://", "https://")):
-            report = _verify_url(log, Path(tmp), trust, state)
+            report = _verify_url(log, Path(tmp), trust, state, anchor)
         else:
             if not Path(log).is_dir():
                 console.print(f"[bold red]error:[/] {log} is not a log directory")
                 raise typer.Exit(code=2)
-            report = verify_log_dir(log, trust=trust, state=state)
+            report = verify_log_dir(log, trust=trust, state=state or "default", anchor=anchor)
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
     else:
@@ -397,7 +415,7 @@ def audit_verify(
         raise typer.Exit(code=1)
 
 
-def _verify_url(url: str, tmp: Path, trust: Path | None, state: Path | None) -> Any:
+def _verify_url(url: str, tmp: Path, trust: Path | None, state: Path | None, anchor: Any) -> Any:
     import httpx
 
     from guardians.ledger.audit import AuditReport, verify_log_dir
@@ -420,7 +438,7 @@ def _verify_url(url: str, tmp: Path, trust: Path | None, state: Path | None) -> 
             report = AuditReport(url)
             report.add("tiles", False, f"{type(exc).__name__}: {exc}")
             return report
-    report = verify_log_dir(tmp / "log", trust=trust, state=state)
+    report = verify_log_dir(tmp / "log", trust=trust, state=state or "default", anchor=anchor)
     report.log = url
     report.checks.insert(0, ("tiles", True, f"{checked} hash tiles match the entries"))
     return report

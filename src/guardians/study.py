@@ -13,6 +13,7 @@ restart Adam every round. Everything is seeded; the same config gives the same n
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -161,8 +162,10 @@ def _run_federated(
         w3 = embedded_chain()
         accounts = [w3.eth.accounts[k % len(w3.eth.accounts)] for k in range(len(ids))]
         anchor = Anchor.deploy(w3, sorted(set(accounts)))
+        # A new consortium, a new log: its origin names this run.
+        origin = f"{CONSORTIUM}.example/{os.urandom(6).hex()}"
         audit = AuditTrail(
-            audit_dir, f"{CONSORTIUM}.example/log", ids, anchor=anchor,
+            audit_dir, origin, ids, anchor=anchor,
             anchor_accounts=accounts, chain="embedded EVM (eth-tester + py-evm)",
         )  # fmt: skip
         audit.admit({m: k.verify_key.raw for m, k in identities.items()} or dict.fromkeys(ids, b""))

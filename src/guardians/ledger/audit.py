@@ -64,6 +64,18 @@ def _load_trust(path: Path) -> tuple[str, NoteVerifier, list[CosignerKey], int]:
     return t["origin"], log, wits, int(t["quorum"])
 
 
+def default_state_path(origin: str) -> Path:
+    """Where an auditor keeps the last checkpoint it accepted for ``origin``."""
+    import hashlib
+    import os
+
+    base = os.environ.get("GUARDIANS_STATE_DIR") or str(
+        Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        / "guardians" / "audit"
+    )  # fmt: skip
+    return Path(base) / (hashlib.sha256(origin.encode()).hexdigest()[:32] + ".checkpoint")
+
+
 def verify_log_dir(
     directory: str | Path,
     *,
@@ -71,8 +83,9 @@ def verify_log_dir(
     state: str | Path | None = None,
     anchor: Anchor | None = None,
 ) -> AuditReport:
-    """``anchor``: a live contract to read the latest anchored checkpoint from; without it,
-    the anchors recorded in the directory's anchor.json (if any) are checked."""
+    """``state``: file keeping the last accepted checkpoint ("default": one per origin, see
+    :func:`default_state_path`). ``anchor``: a live contract to read the latest anchored
+    checkpoint from; without it, the anchors recorded in anchor.json (if any) are checked."""
     d = Path(directory)
     report = AuditReport(str(d))
     trust_path = Path(trust) if trust else d / "trust.json"
@@ -121,7 +134,8 @@ def verify_log_dir(
         )
         if not report.add("checkpoint root", same, detail):
             return report
-        _check_state(report, store, cp, Path(state) if state else None)
+        state_path = default_state_path(cp.origin) if state == "default" else state
+        _check_state(report, store, cp, Path(state_path) if state_path else None)
         _check_anchor(report, store, cp, d, anchor)
         kinds: Counter[str] = Counter()
         versions = 0
