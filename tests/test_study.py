@@ -68,7 +68,10 @@ def test_metrics_have_the_documented_shape(short_run):
 
 
 def test_same_seed_same_numbers(split):
-    cfg = config_for("nsl-kdd", members=3, rounds=2, seed=7)
+    # Plaintext federated training and the baselines are exactly reproducible from the seed.
+    # (Secure aggregation draws its stochastic-rounding randomness from os.urandom, so its
+    # figures vary slightly from run to run by design.)
+    cfg = config_for("nsl-kdd", members=3, rounds=2, seed=7, privacy="none")
     a = run_study(cfg, split=split).metrics
     b = run_study(cfg, split=split).metrics
     assert a["federated"]["f1"] == b["federated"]["f1"]
