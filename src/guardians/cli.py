@@ -133,6 +133,13 @@ def demo(
     quick: Annotated[
         bool, typer.Option(help="Fewer rounds; finishes in well under a minute.")
     ] = False,
+    eth_rpc: Annotated[
+        str | None,
+        typer.Option(
+            help="Ethereum JSON-RPC endpoint (node-managed accounts) for anchoring "
+            "checkpoints; default: an embedded EVM in this process."
+        ),
+    ] = None,
     wdbc: Annotated[
         bool, typer.Option(help="Also run the healthcare study (WDBC) for the scorecard.")
     ] = True,
@@ -190,8 +197,9 @@ def demo(
             if ledger_dir.exists():  # each demo run founds a new consortium, with a new log
                 shutil.rmtree(ledger_dir)
             main = run_study(
-                cfg, progress=make_tick(f"{dataset}: "), audit_dir=str(ledger_dir)
-            ).metrics
+                cfg, progress=make_tick(f"{dataset}: "), audit_dir=str(ledger_dir),
+                eth_rpc=eth_rpc,
+            ).metrics  # fmt: skip
             wdbc_m = None
             if dataset == "wdbc":
                 wdbc_m = main

@@ -133,6 +133,7 @@ def _run_federated(
     tick: Progress,
     label: str = "federated",
     audit_dir: str | None = None,
+    eth_rpc: str | None = None,
 ) -> tuple[Predictions, dict[str, Any], dict[str, Any]]:
     """One federated training run; returns test predictions, metrics and the egress summary.
     With ``audit_dir``, every round and model version goes on a witnessed transparency log."""
@@ -159,14 +160,21 @@ def _run_federated(
     )
     audit = None
     if audit_dir is not None:
-        w3 = embedded_chain()
+        if eth_rpc:
+            from web3 import Web3
+
+            w3 = Web3(Web3.HTTPProvider(eth_rpc))
+            chain = f"JSON-RPC {eth_rpc}"
+        else:
+            w3 = embedded_chain()
+            chain = "embedded EVM (eth-tester + py-evm)"
         accounts = [w3.eth.accounts[k % len(w3.eth.accounts)] for k in range(len(ids))]
         anchor = Anchor.deploy(w3, sorted(set(accounts)))
         # A new consortium, a new log: its origin names this run.
         origin = f"{CONSORTIUM}.example/{os.urandom(6).hex()}"
         audit = AuditTrail(
             audit_dir, origin, ids, anchor=anchor,
-            anchor_accounts=accounts, chain="embedded EVM (eth-tester + py-evm)",
+            anchor_accounts=accounts, chain=chain,
         )  # fmt: skip
         audit.admit({m: k.verify_key.raw for m, k in identities.items()} or dict.fromkeys(ids, b""))
     fed = InProcessFederation(coord, nodes, audit=audit)
@@ -229,6 +237,7 @@ def run_study(
     split: DataSplit | None = None,
     progress: Progress | None = None,
     audit_dir: str | None = None,
+    eth_rpc: str | None = None,
 ) -> StudyResult:
     """Run the three settings and return every metric, JSON-ready. With ``audit_dir`` the main
     federated run is recorded on a transparency log there, witnessed by every member."""
@@ -313,8 +322,9 @@ def run_study(
     # --- federated ------------------------------------------------------------------------
     t0 = time.perf_counter()
     fed_pred, federated, fed_egress = _run_federated(
-        cfg, cfg.privacy, ids, shares, train, test, train_kinds, tick, audit_dir=audit_dir
-    )
+        cfg, cfg.privacy, ids, shares, train, test, train_kinds, tick, audit_dir=audit_dir,
+        eth_rpc=eth_rpc,
+    )  # fmt: skip
     timings["federated_s"] = time.perf_counter() - t0
     comparison: dict[str, Any] = {}
     if cfg.compare_privacy:
