@@ -1,0 +1,1 @@
+"""Zero-knowledge proofs: Sigma protocols made non-interactive with a Fiat–Shamir transcript."""
