@@ -161,3 +161,23 @@ def test_demo_ledger_verifies_and_tampering_fails(quick_demo, tmp_path):
     db.close()
     r = _run("audit", "verify", "--log", str(copy))
     assert r.exit_code == 1 and "NOT VERIFIED" in r.output
+
+
+def test_zk_attribute_commit_prove_verify(tmp_path):
+    secret, proof = tmp_path / "s.json", tmp_path / "p.json"
+    r = _run("zk", "commit", "--value", "25000", "--secret", str(secret))
+    assert r.exit_code == 0 and len(r.output.strip()) == 64
+    r = _run("zk", "prove", "--secret", str(secret), "--ge", "10000", "--member", "h3",
+             "--out", str(proof))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert _run("zk", "verify", "--proof", str(proof)).exit_code == 0
+    # A false statement is refused; a proof checked against another bound is invalid.
+    r = _run("zk", "prove", "--secret", str(secret), "--ge", "30000", "--out", str(proof))
+    assert r.exit_code == 2 and "FalseStatementError" in r.output
+    d = json.loads(proof.read_text())
+    d["predicate"]["ge"] = 10001
+    proof.write_text(json.dumps(d))
+    r = _run("zk", "verify", "--proof", str(proof))
+    assert r.exit_code == 1 and "INVALID" in r.output
+    proof.write_text("{not json")
+    assert _run("zk", "verify", "--proof", str(proof)).exit_code == 2

@@ -475,5 +475,102 @@ def ledger_serve(
     uvicorn.run(ledger_app(log), host=host, port=port, log_level="warning")
 
 
+zk_app = typer.Typer(
+    help="Prove facts about a committed attribute without revealing it (Pedersen commitments, "
+    "Bulletproofs range proofs on ristretto255).",
+    no_args_is_help=True,
+)
+app.add_typer(zk_app, name="zk")
+
+
+def _ctx_options(
+    consortium: str, round: int, member: str, purpose: str
+) -> Any:  # the Context type lives in the crypto layer, imported lazily
+    from guardians.crypto.zk.sigma import Context
+
+    return Context(consortium, round, member, purpose)
+
+
+@zk_app.command("commit")
+def zk_commit(
+    value: Annotated[int, typer.Option(help="The attribute (an integer: records, days, ...).")],
+    secret: Annotated[
+        Path, typer.Option(help="Where to keep the opening (value, blinding): private to you.")
+    ],
+) -> None:
+    """Commit to an attribute. Prints the commitment (public) and writes the opening (private)."""
+    from guardians.crypto.commit import commit
+    from guardians.crypto.group import Scalar
+
+    r = Scalar.random()
+    c = commit(Scalar.of(value), r)
+    secret.write_text(json.dumps({"value": value, "blinding": r.to_bytes().hex(),
+                                  "commitment": c.to_bytes().hex()}) + "\n")  # fmt: skip
+    secret.chmod(0o600)
+    out.print(c.to_bytes().hex())
+
+
+@zk_app.command("prove")
+def zk_prove(
+    secret: Annotated[Path, typer.Option(help="The opening written by `guardians zk commit`.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the proof (public).")],
+    ge: Annotated[int | None, typer.Option(help="Prove value ≥ GE.")] = None,
+    le: Annotated[int | None, typer.Option(help="Prove value ≤ LE.")] = None,
+    bits: Annotated[int, typer.Option(help="Range size 2^bits: 8, 16, 32 or 64.")] = 32,
+    consortium: Annotated[str, typer.Option(help="Context: consortium.")] = "guardians",
+    round: Annotated[int, typer.Option(help="Context: round or epoch.")] = 0,
+    member: Annotated[str, typer.Option(help="Context: who proves.")] = "member",
+    purpose: Annotated[str, typer.Option(help="Context: what the proof is for.")] = "attribute",
+) -> None:
+    """Prove a predicate on the committed attribute; the proof reveals nothing else."""
+    from guardians.crypto.group import Point, Scalar
+    from guardians.crypto.zk.predicates import Predicate, prove_predicate
+
+    try:
+        s = json.loads(secret.read_text())
+        c = Point.from_bytes(bytes.fromhex(s["commitment"]))
+        pred = Predicate(low=ge, high=le, bits=bits)
+        ctx = _ctx_options(consortium, round, member, purpose)
+        proof = prove_predicate(ctx, c, int(s["value"]), Scalar.from_bytes(
+            bytes.fromhex(s["blinding"])), pred)  # fmt: skip
+    except (OSError, ValueError, KeyError) as exc:
+        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}")
+        raise typer.Exit(code=2) from None
+    except GuardiansError as exc:
+        raise _fail(exc) from None
+    out_path.write_text(json.dumps({
+        "commitment": c.to_bytes().hex(), "predicate": {"ge": ge, "le": le, "bits": bits},
+        "context": {"consortium": consortium, "round": round, "member": member,
+                    "purpose": purpose},
+        "proof": proof.hex(),
+    }, indent=2) + "\n")  # fmt: skip
+    out.print(f"proved {pred.describe()} ({len(proof)} bytes) → {out_path}")
+
+
+@zk_app.command("verify")
+def zk_verify(
+    proof_path: Annotated[Path, typer.Option("--proof", help="A proof from `guardians zk prove`.")],
+) -> None:
+    """Verify an attribute proof. Exit code 1 if it does not verify."""
+    from guardians.crypto.group import Point
+    from guardians.crypto.zk.predicates import Predicate, verify_predicate
+
+    try:
+        d = json.loads(proof_path.read_text())
+        c = Point.from_bytes(bytes.fromhex(d["commitment"]))
+        p = d["predicate"]
+        pred = Predicate(low=p["ge"], high=p["le"], bits=int(p["bits"]))
+        ctx = _ctx_options(**d["context"])
+        verify_predicate(ctx, c, pred, bytes.fromhex(d["proof"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        console.print(f"[bold red]error:[/] malformed proof file: {type(exc).__name__}: {exc}")
+        raise typer.Exit(code=2) from None
+    except GuardiansError as exc:
+        out.print(f"[bold red]INVALID[/]: {exc}")
+        raise typer.Exit(code=1) from None
+    out.print(f"[bold green]VALID[/]: commitment {d['commitment'][:16]}… satisfies "
+              f"{pred.describe()} for {d['context']}")  # fmt: skip
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
