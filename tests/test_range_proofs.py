@@ -121,3 +121,31 @@ def test_a_cheating_prover_cannot_pass_an_out_of_range_value():
     fake = bp.prove_range(CTX, commit(Scalar.of(low), r), low, r, 8)
     with pytest.raises(ProofVerificationError):
         verify_range(CTX, c, fake, 8)
+
+
+@pytest.mark.parametrize("m", [2, 4, 8])
+def test_aggregated_range_proofs(m):
+    from guardians.crypto.zk.bulletproofs import prove_ranges, verify_ranges
+
+    n = 16
+    values = [(i * 7919) % 2**n for i in range(m)]
+    pairs = [committed(v) for v in values]
+    commits = [c for c, _ in pairs]
+    proof = prove_ranges(CTX, commits, values, [r for _, r in pairs], n)
+    # One proof for m values, logarithmic in n·m.
+    assert len(proof) == proof_size(n, m) < m * proof_size(n)
+    verify_ranges(CTX, commits, proof, n)
+    with pytest.raises(ProofVerificationError):
+        verify_ranges(CTX, commits[::-1], proof, n)  # order is part of the statement
+    with pytest.raises(ProofVerificationError):
+        verify_ranges(CTX, [*commits[:-1], commits[0]], proof, n)
+    bad = bytearray(proof)
+    bad[40] ^= 4
+    with pytest.raises(ProofVerificationError):
+        verify_ranges(CTX, commits, bytes(bad), n)
+    with pytest.raises(FalseStatementError):
+        prove_ranges(CTX, [*commits[:-1], commit(Scalar.of(2 ** n), pairs[-1][1])],
+                     [*values[:-1], 2 ** n], [r for _, r in pairs], n)  # fmt: skip
+    with pytest.raises(ValueError):
+        three = (pairs * 3)[:3]  # m = 3 is not a power of two
+        prove_ranges(CTX, [c for c, _ in three], [values[0]] * 3, [r for _, r in three], n)
