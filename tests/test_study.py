@@ -146,20 +146,19 @@ def test_members_left_out_of_a_round_still_follow_the_global_model(split):
         assert np.array_equal(node.model.get_params(), fed.coordinator.params)
 
 
-def test_secure_statistics_give_the_pooled_standardizer(split):
+def _secure_federation(split, members, dropouts=None):
+    """A secure-aggregation consortium of logistic-regression members with identity keys."""
     from guardians.crypto.sign import SigningKey
-    from guardians.learning.preprocess import Standardizer
 
     train = split.train
-    part = family_skew(train.groups, 4, np.random.default_rng(0), negative_group="normal")
-    ids = [f"m{k}" for k in range(4)]
+    part = family_skew(train.groups, members, np.random.default_rng(0), negative_group="normal")
+    ids = [f"m{k}" for k in range(members)]
     keys = {m: SigningKey.generate() for m in ids}
     directory = {m: k.verify_key for m, k in keys.items()}
     nodes = {
         m: MemberNode(
             m, train.subset(ix), build_model("logreg", train.n_features, 2),
-            np.random.default_rng(k),
-            identity=keys[m], directory=directory, require_secure=True,
+            np.random.default_rng(k), identity=keys[m], directory=directory, require_secure=True,
         )
         for k, (m, ix) in enumerate(zip(ids, part.indices, strict=True))
     }  # fmt: skip
@@ -167,7 +166,14 @@ def test_secure_statistics_give_the_pooled_standardizer(split):
         ids, build_model("logreg", train.n_features, 2), TrainConfig(), np.random.default_rng(1),
         n_features=train.n_features, privacy="secagg", directory=directory,
     )  # fmt: skip
-    fed = InProcessFederation(coord, nodes)
+    return InProcessFederation(coord, nodes, dropouts=dropouts)
+
+
+def test_secure_statistics_give_the_pooled_standardizer(split):
+    from guardians.learning.preprocess import Standardizer
+
+    fed = _secure_federation(split, 4)
+    nodes, coord, ids = fed.members, fed.coordinator, list(fed.members)
     fed.standardize()
     kinds = {
         k for p in fed.network.meter.summary()["per_member"].values() for k in p["out_by_kind"]
@@ -200,26 +206,8 @@ def test_member_policy_refuses_plaintext_rounds(split):
     "stage", ["advertise", "encaps", "shares", "masked", "consistency", "unmask"]
 )
 def test_secure_round_survives_a_dropout_at_any_stage(split, stage):
-    from guardians.crypto.sign import SigningKey
-    from guardians.engine.inprocess import InProcessFederation as Fed
-
-    train = split.train
-    ids = [f"m{k}" for k in range(6)]
-    part = family_skew(train.groups, 6, np.random.default_rng(0), negative_group="normal")
-    keys = {m: SigningKey.generate() for m in ids}
-    directory = {m: k.verify_key for m, k in keys.items()}
-    nodes = {
-        m: MemberNode(
-            m, train.subset(ix), build_model("logreg", train.n_features, 2),
-            np.random.default_rng(k), identity=keys[m], directory=directory,
-        )
-        for k, (m, ix) in enumerate(zip(ids, part.indices, strict=True))
-    }  # fmt: skip
-    coord = CoordinatorNode(
-        ids, build_model("logreg", train.n_features, 2), TrainConfig(), np.random.default_rng(1),
-        n_features=train.n_features, privacy="secagg", directory=directory,
-    )  # fmt: skip
-    fed = Fed(coord, nodes, dropouts={1: {"m3": stage}})
+    fed = _secure_federation(split, 6, dropouts={1: {"m3": stage}})
+    nodes = fed.members
     (result,) = fed.run(1).rounds
     if stage in ("consistency", "unmask"):  # its masked input is in; others unmask it
         assert "m3" in result.contributors
