@@ -67,8 +67,11 @@ def test_quorum_of_cosignatures_is_required(log, witnesses):
     keys = [w.cosigner.key for w in witnesses]
     cp = accept_checkpoint(note, log.signer.verifier(), keys, quorum=3, origin=ORIGIN)
     assert cp.size == 10
-    with pytest.raises(CheckpointError, match="3 valid witness cosignatures, policy requires 4"):
+    with pytest.raises(CheckpointError, match="quorum 4 impossible with 3 witnesses"):
         accept_checkpoint(note, log.signer.verifier(), keys, quorum=4)
+    # Listing a witness twice does not let it count twice.
+    with pytest.raises(CheckpointError, match="quorum 4 impossible with 3 witnesses"):
+        accept_checkpoint(note, log.signer.verifier(), [*keys, keys[0]], quorum=4)
     # Strip one witness's lines: below quorum.
     stripped = SignedNote(note.text, tuple(s for s in note.signatures
                                             if s.name != witnesses[0].cosigner.name))  # fmt: skip
@@ -105,6 +108,19 @@ def test_split_view_is_detected_and_kept_as_evidence(tmp_path, log, witnesses):
         w.add_checkpoint(5, fork.store.consistency_proof(5), forked, timestamp=1)
     assert w.latest[ORIGIN].size == 5  # still the honest view
     assert exc.value.evidence["presented"] == forked.text and w.evidence
+
+
+def test_a_huge_size_cannot_jam_a_witness(log, witnesses):
+    log.store.append_batch([b"a"] * 3)
+    w = witnesses[0]
+    huge = Checkpoint(ORIGIN, 2**64, bytes(32)).text()
+    with pytest.raises(CheckpointError, match="uint64"):
+        w.add_checkpoint(0, [], SignedNote(huge, (log.signer.sign(huge),)), timestamp=1)
+    empty = Checkpoint(ORIGIN, 0, b"\x01" * 32).text()
+    with pytest.raises(CheckpointError, match="empty root"):
+        w.add_checkpoint(0, [], SignedNote(empty, (log.signer.sign(empty),)), timestamp=1)
+    w.add_checkpoint(0, [], log.checkpoint(), timestamp=1)  # honest checkpoints still work
+    assert w.latest[ORIGIN].size == 3
 
 
 def test_rollback_is_detected(log, witnesses):
@@ -159,7 +175,8 @@ def test_malformed_notes_are_rejected(raw):
 @pytest.mark.parametrize(
     "text",
     ["o\n", "o\n01\n" + "A" * 43 + "=\n", "o\n1\nAAAA\n", "\n1\n" + "A" * 43 + "=\n",
-     "o\n1\n" + "A" * 43 + "=\n\n"],
+     "o\n1\n" + "A" * 43 + "=\n\n", "o\n\u0661\u0662\n" + "A" * 43 + "=\n",
+     "o\n\u00b2\n" + "A" * 43 + "=\n", "o\n" + "9" * 5000 + "\n" + "A" * 43 + "=\n"],
 )  # fmt: skip
 def test_malformed_checkpoints_are_rejected(text):
     with pytest.raises(CheckpointError):

@@ -145,3 +145,25 @@ def test_entries_must_fit_a_tile_bundle(tmp_path):
     with pytest.raises(StoreError):
         s.append_batch([b""])
     assert s.size == 0
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE entries SET data = 'text, not bytes' WHERE idx = 2",
+        "DELETE FROM nodes WHERE level = (SELECT MAX(level) FROM nodes)",
+        "UPDATE meta SET value = 'seven' WHERE key = 'size'",
+        "UPDATE nodes SET hash = 'x' WHERE level = 0 AND idx = 1",
+    ],
+)
+def test_corrupted_files_raise_typed_errors(tmp_path, tamper):
+    path = tmp_path / "log.db"
+    s = LogStore(path)
+    s.append_batch([entry(i) for i in range(9)])
+    s.close()
+    db = sqlite3.connect(path)
+    db.execute(tamper)
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError):
+        LogStore(path).verify()

@@ -149,3 +149,23 @@ def test_aggregated_range_proofs(m):
     with pytest.raises(ValueError):
         three = (pairs * 3)[:3]  # m = 3 is not a power of two
         prove_ranges(CTX, [c for c, _ in three], [values[0]] * 3, [r for _, r in three], n)
+
+
+def test_an_upper_bound_also_proves_non_negativity():
+    # Without the implicit lower bound, U − v "small" would hold for v near the group order.
+    from guardians.crypto.group import ORDER
+    from guardians.crypto.zk.bulletproofs import prove_range as pr
+
+    pred = Predicate(high=100, bits=16)
+    assert pred.describe() == "0 ≤ value ≤ 100"
+    v = -1_000
+    r = Scalar.random()
+    c = commit(Scalar.of(v), r)
+    with pytest.raises(FalseStatementError):
+        prove_predicate(CTX, c, v, r, pred)
+    # A cheater who proves only the upper part is rejected (two parts are required).
+    le_ctx = Context(CTX.consortium, CTX.round, CTX.member, f"{CTX.purpose}/le/100/16")
+    only_le = pr(le_ctx, G * Scalar.of(100) - c, 100 - v, -r, 16)  # a valid proof of U − v
+    with pytest.raises(ProofVerificationError):
+        verify_predicate(CTX, c, pred, only_le)
+    assert Scalar.of(v).value == ORDER - 1000

@@ -32,7 +32,8 @@ class Transcript:
         self.append(label, s.to_bytes())
 
     def append_int(self, label: str, v: int) -> None:
-        self.append(label, v.to_bytes(16, "big", signed=True))
+        # Minimal two's-complement bytes, framed: any size of integer, one encoding each.
+        self.append(label, v.to_bytes(v.bit_length() // 8 + 1, "big", signed=True))
 
     def challenge(self, label: str) -> Scalar:
         self.append("challenge", label.encode())

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from guardians.errors import GuardiansError
-from guardians.ledger.merkle import HASH_BYTES, ProofError, verify_consistency
+from guardians.ledger.merkle import EMPTY_ROOT, HASH_BYTES, ProofError, verify_consistency
 from guardians.ledger.note import (
     Cosigner,
     CosignerKey,
@@ -24,6 +25,8 @@ from guardians.ledger.note import (
     verify_cosignature,
 )
 from guardians.ledger.store import LogStore
+
+_DECIMAL = re.compile(r"0|[1-9][0-9]*", re.ASCII)
 
 
 class CheckpointError(GuardiansError):
@@ -59,8 +62,8 @@ class Checkpoint:
         origin, size_s, root_s, *ext = lines[:-1]
         if not origin:
             raise CheckpointError("checkpoint origin is empty")
-        if not size_s.isdigit() or (size_s != "0" and size_s.startswith("0")):
-            raise CheckpointError(f"checkpoint size {size_s!r} is not a decimal number")
+        if not _DECIMAL.fullmatch(size_s) or len(size_s) > 20 or int(size_s) >= 1 << 64:
+            raise CheckpointError(f"checkpoint size {size_s!r} is not a decimal uint64")
         try:
             root = base64.b64decode(root_s, validate=True)
         except binascii.Error:
@@ -141,10 +144,12 @@ class Witness:
                 self._conflict(cp, known, proof, f"no consistency with the witnessed tree: {exc}")
         elif proof:
             raise CheckpointError("a first checkpoint needs no consistency proof")
+        if cp.size == 0 and cp.root != EMPTY_ROOT:
+            raise CheckpointError(f"{cp.origin}: an empty tree has the empty root")
+        # Cosign first: if signing fails, the witnessed state must not move.
+        sigs = self.cosigner.cosign(note.text, cp.origin, cp.size, cp.root, timestamp)
         self.latest[cp.origin] = cp
-        return note.with_signatures(
-            *self.cosigner.cosign(note.text, cp.origin, cp.size, cp.root, timestamp)
-        )
+        return note.with_signatures(*sigs)
 
     def _conflict(
         self, cp: Checkpoint, known: Checkpoint | None, proof: Sequence[bytes], why: str
@@ -174,11 +179,14 @@ def accept_checkpoint(
     cp = Checkpoint.parse_text(note.text)
     if origin is not None and cp.origin != origin:
         raise CheckpointError(f"checkpoint of {cp.origin!r}, expected {origin!r}")
+    unique = {w.name: w for w in witnesses}  # a witness listed twice still counts once
+    if not 1 <= quorum <= len(unique):
+        raise CheckpointError(f"quorum {quorum} impossible with {len(unique)} witnesses")
     try:
         log.verify(note)
         good = sum(
             verify_cosignature(note, w, cp.origin, cp.size, cp.root, require_pq=require_pq)
-            for w in witnesses
+            for w in unique.values()
         )
     except NoteError as exc:
         raise CheckpointError(str(exc)) from None

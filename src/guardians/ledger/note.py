@@ -25,7 +25,7 @@ EM_DASH = "\u2014"
 TYPE_ED25519 = 0x01
 TYPE_COSIG_ED25519 = 0x04
 TYPE_COSIG_MLDSA44 = 0x06
-MAX_SIGNATURES = 64
+MAX_SIGNATURES = 100
 
 
 class NoteError(GuardiansError):
@@ -73,7 +73,7 @@ class SignedNote:
             raise NoteError("note has no blank line before its signatures")
         text, block = raw[: cut + 1], raw[cut + 2 :]
         sigs = []
-        for line in block.splitlines():
+        for line in block[:-1].split("\n"):  # newline only: no other line breaks count
             parts = line.split(" ")
             if len(parts) != 3 or parts[0] != EM_DASH or not parts[1]:
                 raise NoteError(f"malformed signature line {line!r}")
@@ -196,9 +196,10 @@ class Cosigner:
 def verify_cosignature(
     note: SignedNote, key: CosignerKey, origin: str, size: int, root: bytes, *, require_pq: bool
 ) -> bool:
-    """True if ``key`` validly cosigned the note (both types, or ML-DSA alone if the Ed25519
-    line is absent and ``require_pq``); False if it did not sign it; NoteError if a signature
-    claiming to be from it fails to verify."""
+    """True if ``key`` validly cosigned the note: with ``require_pq`` its ML-DSA-44 cosignature
+    must be present and valid (an Ed25519 one, if present, must be valid too); without it either
+    type suffices. False if it did not sign; NoteError if a signature claiming to be from it
+    fails to verify."""
     found = {"ed": False, "ml": False}
     for s in note.signatures:
         if s.name != key.name:

@@ -49,6 +49,12 @@ class LogStore:
 
     def _load(self) -> MerkleTree:
         """Rebuild the in-memory node cache from the stored level hashes (no rehashing)."""
+        try:
+            return self._load_levels()
+        except (sqlite3.Error, TypeError, ValueError, IndexError) as exc:
+            raise StoreError(f"{self.path}: corrupted log file: {exc}") from None
+
+    def _load_levels(self) -> MerkleTree:
         size = self.size_on_disk()
         tree = MerkleTree()
         rows = self.db.execute("SELECT level, idx, hash FROM nodes ORDER BY level, idx")
@@ -58,12 +64,18 @@ class LogStore:
                 levels.append([])
             if idx != len(levels[level]):
                 raise StoreError(f"{self.path}: node table has a gap at level {level}, {idx}")
+            if not isinstance(h, bytes) or len(h) != 32:
+                raise StoreError(f"{self.path}: node {level}/{idx} is not a 32-byte hash")
             levels[level].append(bytes(h))
         tree.levels = levels or [[]]
         if tree.size != size:
             raise StoreError(
                 f"{self.path}: {tree.size} leaf hashes stored for a log of size {size}"
             )
+        expected_levels = max(1, size.bit_length())
+        if len(tree.levels) != expected_levels:
+            raise StoreError(f"{self.path}: {len(tree.levels)} node levels, expected "
+                             f"{expected_levels} for size {size}")  # fmt: skip
         for level in range(1, len(tree.levels)):
             if len(tree.levels[level]) != size >> level:
                 raise StoreError(f"{self.path}: level {level} is incomplete")
@@ -71,7 +83,11 @@ class LogStore:
 
     def size_on_disk(self) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'size'").fetchone()
-        return int.from_bytes(row[0], "big") if row else 0
+        if row is None:
+            return 0
+        if not isinstance(row[0], bytes) or len(row[0]) != 8:
+            raise StoreError(f"{self.path}: corrupted size record")
+        return int.from_bytes(row[0], "big")
 
     @property
     def size(self) -> int:
@@ -83,13 +99,21 @@ class LogStore:
     def verify(self) -> None:
         """Recompute every hash from the stored entries; raise StoreError at the first row
         that disagrees (an edited, deleted, inserted or reordered entry or node)."""
+        try:
+            self._verify()
+        except (sqlite3.Error, TypeError, ValueError, IndexError) as exc:
+            raise StoreError(f"{self.path}: corrupted log file: {exc}") from None
+
+    def _verify(self) -> None:
         size = self.size_on_disk()
         fresh = MerkleTree()
         rows = self.db.execute("SELECT idx, data FROM entries ORDER BY idx")
         for expected_idx, (idx, data) in enumerate(rows):
             if idx != expected_idx:
                 raise StoreError(f"{self.path}: entry {expected_idx} is missing")
-            fresh.append(bytes(data))
+            if not isinstance(data, bytes):
+                raise StoreError(f"{self.path}: entry {idx} is not a byte string")
+            fresh.append(data)
         if fresh.size != size:
             raise StoreError(f"{self.path}: {fresh.size} entries for a log of size {size}")
         stored = self._load()

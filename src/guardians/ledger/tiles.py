@@ -6,11 +6,14 @@ entries). Any static web server or CDN can mirror these files.
 
 Client side: :func:`download_log` fetches the checkpoint and every entry bundle and hash tile the
 checkpoint requires, recomputes every hash from the entries, and raises :class:`TileError` if a
-served tile disagrees (a forked or corrupted mirror) — then hands a local copy to the auditor.
+served tile, or the recomputed root, disagrees with the served entries and checkpoint. It checks
+no signature: a consistent fork signed with other keys is caught only by the auditor's pinned
+trust (``verify_log_dir(trust=...)``), to which it hands a local copy.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,17 +44,16 @@ def encode_index(n: int) -> str:
     return "/".join([*("x" + p for p in parts[:-1]), parts[-1]])
 
 
+_INDEX = re.compile(r"(?:x(?:00[1-9]|0[1-9][0-9]|[1-9][0-9]{2})(?:/x[0-9]{3})*/)?[0-9]{3}",
+                    re.ASCII)  # fmt: skip
+
+
 def decode_index(segments: list[str]) -> int:
-    if not segments or any(len(s) != (4 if i < len(segments) - 1 else 3)
-                           for i, s in enumerate(segments)):  # fmt: skip
-        raise TileError(f"bad tile index {'/'.join(segments)!r}")
-    n = 0
-    for i, s in enumerate(segments):
-        digits = s[1:] if i < len(segments) - 1 else s
-        if (i < len(segments) - 1 and s[0] != "x") or not digits.isdigit():
-            raise TileError(f"bad tile index {'/'.join(segments)!r}")
-        n = n * 1000 + int(digits)
-    return n
+    """The inverse of :func:`encode_index`; only the one canonical spelling is accepted."""
+    path = "/".join(segments)
+    if not _INDEX.fullmatch(path):
+        raise TileError(f"bad tile index {path!r}")
+    return int("".join(s.lstrip("x") for s in segments))
 
 
 def tile_path(level: int | str, index: int, width: int = TILE_WIDTH) -> str:
@@ -68,15 +70,13 @@ def parse_tile_path(path: str) -> tuple[int | str, int, int]:
     width = TILE_WIDTH
     if len(rest) >= 2 and rest[-2].endswith(".p"):
         w = rest[-1]
-        if not w.isdigit() or w.startswith("0") or not 1 <= int(w) <= 255:
+        if not re.fullmatch(r"[1-9][0-9]{0,2}", w, re.ASCII) or int(w) > 255:
             raise TileError(f"bad partial width in {path!r}")
         width = int(w)
         rest = [*rest[:-2], rest[-2][:-2]]
     if level_s == "entries":
         level: int | str = "entries"
-    elif (
-        level_s.isdigit() and (level_s == "0" or not level_s.startswith("0")) and int(level_s) <= 63
-    ):
+    elif re.fullmatch(r"0|[1-9][0-9]?", level_s, re.ASCII) and int(level_s) <= 63:
         level = int(level_s)
     else:
         raise TileError(f"bad tile level in {path!r}")
@@ -145,6 +145,8 @@ def download_log(fetch: Fetch, into: Path) -> tuple[SignedNote, int]:
     tree = MerkleTree()
     for e in entries:
         tree.append(e)
+    if tree.root(cp.size) != cp.root:
+        raise TileError("the served entries do not hash to the checkpoint's root")
     checked = 0
     level = 0
     while (cp.size >> (TILE_HEIGHT * level)) > 0:

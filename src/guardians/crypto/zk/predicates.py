@@ -3,8 +3,11 @@
 Given C = v·G + γ·H:
 
 - v ≥ L: C − L·G commits to v − L; prove it lies in [0, 2^n).
-- v ≤ U: U·G − C commits to U − v (blinding −γ); prove it lies in [0, 2^n).
+- v ≤ U: U·G − C commits to U − v (blinding −γ); prove it lies in [0, 2^n) — and v ≥ 0 too,
+  since "U − v small" alone would also hold for a "negative" v (a value near the group order).
 - L ≤ v ≤ U: both.
+
+Attributes are non-negative integers: an upper bound alone means 0 ≤ v ≤ U.
 
 Examples: "the dataset has ≥ N records", "certified before day D" (≤), "privacy budget spent
 ≤ ε" (in fixed point), "age ≥ 18". The bound is part of the statement: each range proof is bound
@@ -37,10 +40,11 @@ class Predicate:
     def describe(self) -> str:
         if self.low is not None and self.high is not None:
             return f"{self.low} ≤ value ≤ {self.high}"
-        return f"value ≥ {self.low}" if self.low is not None else f"value ≤ {self.high}"
+        return f"value ≥ {self.low}" if self.low is not None else f"0 ≤ value ≤ {self.high}"
 
     def holds(self, v: int) -> bool:
-        return (self.low is None or v >= self.low) and (self.high is None or v <= self.high)
+        low = self.low if self.low is not None else 0
+        return v >= low and (self.high is None or v <= self.high)
 
 
 def _parts(
@@ -49,6 +53,8 @@ def _parts(
     """Each range statement: (its context, the derived commitment, its witness value and
     blinding — known only to the prover)."""
     parts = []
+    low = p.low if p.low is not None else 0
+    p = Predicate(low=low, high=p.high, bits=p.bits)
     if p.low is not None:
         sub = Context(ctx.consortium, ctx.round, ctx.member, f"{ctx.purpose}/ge/{p.low}/{p.bits}")
         parts.append((sub, c - G * Scalar.of(p.low), value - p.low, blinding))
