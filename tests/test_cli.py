@@ -150,7 +150,8 @@ def test_demo_ledger_verifies_and_tampering_fails(quick_demo, tmp_path):
     metrics = json.loads((quick_demo / "metrics.json").read_text())
     assert metrics["federated"]["ledger"]["verdict"] == "PASS"
     assert "Audit ledger" in (quick_demo / "report.html").read_text()
-    r = _run("audit", "verify", "--log", str(quick_demo / "ledger"), "--json")
+    trust = str(quick_demo / "trust.json")
+    r = _run("audit", "verify", "--log", str(quick_demo / "ledger"), "--trust", trust, "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["model_versions_included"] == 12
     copy = tmp_path / "ledger"
@@ -159,8 +160,11 @@ def test_demo_ledger_verifies_and_tampering_fails(quick_demo, tmp_path):
     db.execute("UPDATE entries SET data = x'00' WHERE idx = 10")
     db.commit()
     db.close()
-    r = _run("audit", "verify", "--log", str(copy))
+    r = _run("audit", "verify", "--log", str(copy), "--trust", trust)
     assert r.exit_code == 1 and "NOT VERIFIED" in r.output
+    # Without the pinned trust file nothing verifies, not even the honest log.
+    r = _run("audit", "verify", "--log", str(quick_demo / "ledger"))
+    assert r.exit_code == 1
 
 
 def test_zk_attribute_commit_prove_verify(tmp_path):

@@ -57,12 +57,12 @@ def test_audit_checks_the_anchor_against_the_log(tmp_path, chain):
     store = LogStore(d / "log.db")
     origin = json.loads((d / "trust.json").read_text())["origin"]
     a.submit(origin, 6, store.root(6))
-    rep = verify_log_dir(d, anchor=a)
+    rep = verify_log_dir(d, trust=d / "trust.json", anchor=a)
     assert rep.ok, rep.checks
     assert any(n == "anchored checkpoints" and ok for n, ok, _ in rep.checks)
     # An anchor that the log's history does not match is caught (rewritten after anchoring).
     a.submit(origin, 8, b"\x09" * 32)
-    rep = verify_log_dir(d, anchor=a)
+    rep = verify_log_dir(d, trust=d / "trust.json", anchor=a)
     assert not rep.ok and "anchored checkpoints" in [n for n, ok, _ in rep.checks if not ok]
 
 
@@ -73,7 +73,23 @@ def test_recorded_anchors_are_checked_too(tmp_path):
     root = LogStore(d / "log.db").root(5).hex()
     rec = {"chain": "test", "contract": "0x0", "anchored": [{"size": 5, "root": root}]}
     (d / "anchor.json").write_text(json.dumps(rec))
-    assert verify_log_dir(d).ok
+    assert verify_log_dir(d, trust=d / "trust.json").ok
     rec["anchored"][0]["root"] = "00" * 32
     (d / "anchor.json").write_text(json.dumps(rec))
-    assert not verify_log_dir(d).ok
+    assert not verify_log_dir(d, trust=d / "trust.json").ok
+
+
+def test_a_size_beyond_uint64_cannot_freeze_an_origin(chain):
+    _, a = chain
+    with pytest.raises(AnchorError, match="64 bits"):
+        a.submit("log.example/d", 2**64, b"\x06" * 32)
+    a.submit("log.example/d", 2**64 - 1, b"\x06" * 32)
+
+
+def test_an_audit_trail_never_reopens_a_log(tmp_path):
+    from guardians.engine.audit import AuditTrail
+    from guardians.ledger.store import StoreError
+
+    make_log(tmp_path / "ledger", rounds=1)
+    with pytest.raises(StoreError, match="already holds a log"):
+        AuditTrail(tmp_path / "ledger", "test.example/log", ["a", "b"])

@@ -38,12 +38,14 @@ def failed(report):
 
 def test_an_honest_log_verifies(logdir, tmp_path):
     state = tmp_path / "auditor.state"
-    rep = verify_log_dir(logdir, state=state)
+    rep = verify_log_dir(logdir, trust=logdir / "trust.json", state=state)
     assert rep.ok, rep.checks
     assert rep.model_versions == 6 and rep.size == 4 + 12
     assert rep.kinds == {"log/member-admitted": 4, "log/model-promoted": 6,
                          "log/round-committed": 6}  # fmt: skip
-    assert verify_log_dir(logdir, state=state).ok  # and again, consistent with itself
+    assert verify_log_dir(
+        logdir, trust=logdir / "trust.json", state=state
+    ).ok  # and again, consistent with itself
 
 
 def _sql(logdir, *stmts):
@@ -64,7 +66,7 @@ def _sql(logdir, *stmts):
 )
 def test_editing_or_deleting_rows_fails(logdir, stmts):
     _sql(logdir, *stmts)
-    rep = verify_log_dir(logdir)
+    rep = verify_log_dir(logdir, trust=logdir / "trust.json")
     assert not rep.ok and "log entries" in failed(rep)
 
 
@@ -76,7 +78,7 @@ def test_reordering_rows_fails(logdir):
     db.execute("UPDATE entries SET data = ? WHERE idx = 7", (a,))
     db.commit()
     db.close()
-    assert not verify_log_dir(logdir).ok
+    assert not verify_log_dir(logdir, trust=logdir / "trust.json").ok
 
 
 def test_rewriting_entries_and_hashes_consistently_is_caught_by_the_checkpoint(logdir, tmp_path):
@@ -84,7 +86,7 @@ def test_rewriting_entries_and_hashes_consistently_is_caught_by_the_checkpoint(l
     # cosigned checkpoint.
     other = make_log(tmp_path / "other", rounds=6, seed=1)
     shutil.copy(other / "log.db", logdir / "log.db")
-    rep = verify_log_dir(logdir)
+    rep = verify_log_dir(logdir, trust=logdir / "trust.json")
     assert not rep.ok and "checkpoint root" in failed(rep)
 
 
@@ -92,28 +94,47 @@ def test_forged_or_under_cosigned_checkpoint_fails(logdir):
     note = SignedNote.parse((logdir / "checkpoint").read_text())
     text = note.text.replace("\n16\n", "\n15\n")
     (logdir / "checkpoint").write_text(SignedNote(text, note.signatures).format())
-    rep = verify_log_dir(logdir)
+    rep = verify_log_dir(logdir, trust=logdir / "trust.json")
     assert "checkpoint signatures" in failed(rep)
     log_sig_only = SignedNote(note.text, note.signatures[:1])
     (logdir / "checkpoint").write_text(log_sig_only.format())
-    rep = verify_log_dir(logdir)
+    rep = verify_log_dir(logdir, trust=logdir / "trust.json")
     assert "checkpoint signatures" in failed(rep)
 
 
 def test_a_fork_served_after_an_audit_is_caught(logdir, tmp_path):
     state = tmp_path / "auditor.state"
-    assert verify_log_dir(logdir, state=state).ok
+    assert verify_log_dir(logdir, trust=logdir / "trust.json", state=state).ok
     # The operator now serves a different, longer history, signed and witnessed by keys it
     # controls, with the auditor's pinned trust file unchanged.
     fork = make_log(tmp_path / "fork", rounds=8, seed=2)
     rep = verify_log_dir(fork, trust=logdir / "trust.json", state=state)
     assert "checkpoint signatures" in failed(rep)
     # ... and even with trust replaced, the history does not extend what the auditor saw.
-    rep = verify_log_dir(fork, state=state)
+    rep = verify_log_dir(fork, trust=fork / "trust.json", state=state)
     assert "consistency with last seen" in failed(rep)
 
 
 def test_missing_files_fail_cleanly(tmp_path):
-    assert not verify_log_dir(tmp_path).ok
+    assert not verify_log_dir(tmp_path, trust=tmp_path / "trust.json").ok
     (tmp_path / "trust.json").write_text("{not json")
-    assert "trust configuration" in failed(verify_log_dir(tmp_path))
+    assert "trust configuration" in failed(verify_log_dir(tmp_path, trust=tmp_path / "trust.json"))
+
+
+def test_a_log_is_never_trusted_on_its_own_say_so(logdir, tmp_path):
+    # Without pinned trust the verdict fails: the trust.json beside a log is the operator's
+    # own claim, and a forged log would come with a forged one.
+    rep = verify_log_dir(logdir)
+    assert not rep.ok and failed(rep) == ["trust configuration"]
+    forged = make_log(tmp_path / "forged", rounds=3, seed=9)
+    assert verify_log_dir(forged, trust=forged / "trust.json").ok  # its own keys: fine
+    assert not verify_log_dir(forged, trust=logdir / "trust.json").ok  # the real consortium's
+
+
+def test_a_failed_audit_does_not_overwrite_the_auditors_state(logdir, tmp_path):
+    state = tmp_path / "auditor.state"
+    assert verify_log_dir(logdir, trust=logdir / "trust.json", state=state).ok
+    before = state.read_text()
+    fork = make_log(tmp_path / "fork", rounds=9, seed=3)
+    assert not verify_log_dir(fork, trust=fork / "trust.json", state=state).ok
+    assert state.read_text() == before

@@ -109,7 +109,8 @@ def test_audit_by_url_over_real_http(logdir, tmp_path):
     runner = CliRunner()
     with Server(ledger_app(logdir)) as url:
         r = runner.invoke(cli, ["audit", "verify", "--log", url, "--state",
-                                str(tmp_path / "state")])  # fmt: skip
+                                str(tmp_path / "state"), "--trust",
+                                str(logdir / "trust.json")])  # fmt: skip
         assert r.exit_code == 0, r.output
         assert "hash tiles match the entries" in r.output and "VERIFIED" in r.output
 
@@ -129,7 +130,8 @@ def test_a_forked_tile_is_detected(logdir):
         return response
 
     with Server(app) as url:
-        r = CliRunner().invoke(cli, ["audit", "verify", "--log", url])
+        r = CliRunner().invoke(cli, ["audit", "verify", "--log", url, "--trust",
+                                     str(logdir / "trust.json")])  # fmt: skip
     assert r.exit_code == 1
     assert "disagrees with the entries" in " ".join(r.output.split())
 

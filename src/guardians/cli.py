@@ -210,6 +210,9 @@ def demo(
         if wdbc_m is not None and wdbc_m is not main:
             metrics["wdbc"] = wdbc_m
         metrics["command"] = command
+        if (out_dir / "ledger" / "trust.json").exists():
+            # The consortium's genesis trust, to be handed to auditors out of band.
+            shutil.copy(out_dir / "ledger" / "trust.json", out_dir / "trust.json")
         write_json(out_dir / "metrics.json", metrics)
         write_json(out_dir / "scorecard.json", {**scorecard, "command": command})
         (out_dir / "report.html").write_text(
@@ -250,7 +253,7 @@ def demo(
     if ledger:
         out.print(
             f"audit log: {ledger['size']} entries, verdict {ledger['verdict']} "
-            f"(guardians audit verify --log {ledger['path']})"
+            f"(guardians audit verify --log {ledger['path']} --trust {out_dir / 'trust.json'})"
         )
     out.print(
         f"wrote {out_dir / 'report.html'}, metrics.json, scorecard.json "
@@ -364,8 +367,8 @@ def audit_verify(
     trust: Annotated[
         Path | None,
         typer.Option(
-            help="Pinned trust file (log key, witness keys, quorum); default: the "
-            "log directory's trust.json."
+            help="The consortium's trust file (log key, witness keys, quorum, anchor), "
+            "obtained out of band. Required: a log's own trust.json proves nothing."
         ),
     ] = None,
     state: Annotated[
@@ -440,8 +443,6 @@ def _verify_url(url: str, tmp: Path, trust: Path | None, state: Path | None, anc
 
         try:
             _, checked = download_log(fetch, tmp / "log")
-            if trust is None:
-                (tmp / "log" / "trust.json").write_bytes(fetch("trust.json"))
         except (GuardiansError, httpx.HTTPError) as exc:
             report = AuditReport(url)
             report.add("tiles", False, f"{type(exc).__name__}: {exc}")

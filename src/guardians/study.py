@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -203,7 +204,9 @@ def _run_federated(
     metrics["incidents"] = [asdict(i) for i in run.incidents]
     if audit is not None:
         audit.close()
-        report = verify_log_dir(audit_dir, anchor=anchor)  # reads the anchor from the chain
+        # The study founded this consortium, so it holds the genesis trust file; the anchor
+        # is read from the chain itself.
+        report = verify_log_dir(audit_dir, trust=Path(audit_dir) / "trust.json", anchor=anchor)
         metrics["ledger"] = report.as_dict() | {
             "path": str(audit_dir), "anchors": len(audit.anchored), "contract": anchor.address,
         }  # fmt: skip

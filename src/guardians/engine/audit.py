@@ -1,6 +1,11 @@
 """The consortium's audit trail: every round and model version goes on the transparency log,
 each checkpoint is cosigned by every member's witness, and the result is written as a log
-directory that ``guardians audit verify`` (or anyone) can check without trusting the operator.
+directory that ``guardians audit verify`` (or anyone holding the consortium's trust file) can
+check without trusting the log operator.
+
+In this embedded engine every party runs in one process, so the witnesses' keys and state live
+here too; in a deployment each member runs its own witness, with its own long-lived keys and
+persisted state, on its side of the network (not built yet).
 
 Directory layout::
 
@@ -26,7 +31,7 @@ from guardians.ledger.anchor import Anchor
 from guardians.ledger.checkpoint import TransparencyLog, Witness
 from guardians.ledger.entries import Incident, MemberAdmitted, ModelPromoted, RoundCommitted
 from guardians.ledger.note import Cosigner, NoteSigner, SignedNote
-from guardians.ledger.store import LogStore
+from guardians.ledger.store import LogStore, StoreError
 from guardians.protocol.round import RoundResult
 
 
@@ -49,6 +54,10 @@ class AuditTrail:
     ) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        if (self.dir / "log.db").exists():
+            # Keys and witness state live in this object: reopening would mint new ones and
+            # silently re-found the log. A new consortium gets a new directory.
+            raise StoreError(f"{self.dir} already holds a log; use a new directory")
         self.origin = origin
         self.log = TransparencyLog(LogStore(self.dir / "log.db"), origin, NoteSigner(origin))
         verifier = {origin: self.log.signer.verifier()}
@@ -82,6 +91,8 @@ class AuditTrail:
             ],
             "quorum": self.quorum,
         }
+        if self.anchor is not None:
+            trust["anchor"] = {"contract": self.anchor.address, "chain": self.chain}
         (self.dir / "trust.json").write_text(json.dumps(trust, indent=2) + "\n")
 
     def append(self, *entries: codec.Message) -> None:

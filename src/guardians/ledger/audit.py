@@ -56,12 +56,17 @@ class AuditReport:
         }
 
 
-def _load_trust(path: Path) -> tuple[str, NoteVerifier, list[CosignerKey], int]:
+def _load_trust(
+    path: Path,
+) -> tuple[str, NoteVerifier, list[CosignerKey], int, dict[str, str] | None]:
     t = json.loads(path.read_text())
     b64 = base64.b64decode
     log = NoteVerifier(t["log_key"]["name"], b64(t["log_key"]["ed25519"]))
     wits = [CosignerKey(w["name"], b64(w["ed25519"]), b64(w["mldsa44"])) for w in t["witnesses"]]
-    return t["origin"], log, wits, int(t["quorum"])
+    quorum = int(t["quorum"])
+    if not 1 <= quorum <= len({w.name for w in wits}):
+        raise ValueError(f"quorum {quorum} impossible with {len(wits)} witnesses")
+    return t["origin"], log, wits, quorum, t.get("anchor")
 
 
 def default_state_path(origin: str) -> Path:
@@ -88,17 +93,21 @@ def verify_log_dir(
     checkpoint from; without it, the anchors recorded in anchor.json (if any) are checked."""
     d = Path(directory)
     report = AuditReport(str(d))
-    trust_path = Path(trust) if trust else d / "trust.json"
+    if trust is None:
+        # The trust.json published next to a log is the operator's own claim: accepting it
+        # would let anyone present a forged log signed and "witnessed" by keys of their own.
+        report.add("trust configuration", False,
+                   "no pinned trust: pass the consortium's trust file (log key, witness keys, "
+                   "quorum) obtained out of band")  # fmt: skip
+        return report
+    trust_path = Path(trust)
     try:
-        origin, log_key, witnesses, quorum = _load_trust(trust_path)
+        origin, log_key, witnesses, quorum, declared_anchor = _load_trust(trust_path)
     except (OSError, ValueError, KeyError, TypeError, binascii.Error, GuardiansError) as exc:
         report.add("trust configuration", False, f"{trust_path}: {exc}")
         return report
-    report.add(
-        "trust configuration", True,
-        f"{origin}, {len(witnesses)} witnesses, quorum {quorum}"
-        + ("" if trust else " (read from the log directory: pin it with --trust)"),
-    )  # fmt: skip
+    pinned = f"{origin}, {len(witnesses)} witnesses, quorum {quorum} (pinned: {trust_path})"
+    report.add("trust configuration", True, pinned)
     try:
         note = SignedNote.parse((d / "checkpoint").read_bytes())
         cp = accept_checkpoint(note, log_key, witnesses, quorum, origin=origin)
@@ -135,8 +144,8 @@ def verify_log_dir(
         if not report.add("checkpoint root", same, detail):
             return report
         state_path = default_state_path(cp.origin) if state == "default" else state
-        _check_state(report, store, cp, Path(state_path) if state_path else None)
-        _check_anchor(report, store, cp, d, anchor)
+        new_state = _check_state(report, store, cp, Path(state_path) if state_path else None)
+        _check_anchor(report, store, cp, d, anchor, declared_anchor)
         kinds: Counter[str] = Counter()
         versions = 0
         for idx, data in store.entries(0, cp.size):
@@ -153,6 +162,9 @@ def verify_log_dir(
         report.model_versions = versions
         report.add("model versions included", "(undecodable)" not in kinds,
                    f"{versions} model versions proven included under the checkpoint")  # fmt: skip
+        if new_state is not None and report.ok:  # remember only what fully verified
+            new_state.parent.mkdir(parents=True, exist_ok=True)
+            new_state.write_text(cp.text())
     except GuardiansError as exc:
         report.add("inclusion", False, str(exc))
     finally:
@@ -161,7 +173,12 @@ def verify_log_dir(
 
 
 def _check_anchor(
-    report: AuditReport, store: LogStore, cp: Checkpoint, d: Path, anchor: Anchor | None
+    report: AuditReport,
+    store: LogStore,
+    cp: Checkpoint,
+    d: Path,
+    anchor: Anchor | None,
+    declared: dict[str, str] | None,
 ) -> None:
     if anchor is not None:
         size, root = anchor.latest(cp.origin)
@@ -172,9 +189,18 @@ def _check_anchor(
             rec = json.loads((d / "anchor.json").read_text())
             points = [(int(a["size"]), bytes.fromhex(a["root"])) for a in rec["anchored"]]
             where = f"anchor.json ({rec.get('chain') or 'chain'}, contract {rec['contract']})"
+            if declared and rec["contract"] != declared.get("contract"):
+                report.add("anchored checkpoints", False,
+                           "anchor.json names another contract than the trust file")  # fmt: skip
+                return
         except (OSError, ValueError, KeyError, TypeError) as exc:
             report.add("anchored checkpoints", False, f"anchor.json unreadable: {exc}")
             return
+    elif declared:
+        report.add("anchored checkpoints", False,
+                   f"the consortium anchors on {declared.get('contract')}, but no anchor record "
+                   "was found")  # fmt: skip
+        return
     else:
         return
     for size, root in points:
@@ -191,15 +217,23 @@ def _check_anchor(
     report.add("anchored checkpoints", True, detail)
 
 
-def _check_state(report: AuditReport, store: LogStore, cp: Checkpoint, state: Path | None) -> None:
+def _check_state(
+    report: AuditReport, store: LogStore, cp: Checkpoint, state: Path | None
+) -> Path | None:
+    """Check consistency with the last accepted checkpoint; return where to record this one
+    (written by the caller only if the whole audit passes)."""
     if state is None:
         report.add("consistency with last seen", True, "no state file given: first audit")
-        return
+        return None
     if state.exists():
-        prev = Checkpoint.parse_text(state.read_text())
+        try:
+            prev = Checkpoint.parse_text(state.read_text())
+        except (OSError, GuardiansError) as exc:
+            report.add("consistency with last seen", False, f"unreadable state file: {exc}")
+            return None
         if prev.origin != cp.origin:
             report.add("consistency with last seen", False, "state file is for another log")
-            return
+            return None
         try:
             if prev.size > cp.size:
                 raise GuardiansError(f"log went back from size {prev.size} to {cp.size}")
@@ -208,9 +242,8 @@ def _check_state(report: AuditReport, store: LogStore, cp: Checkpoint, state: Pa
                                    store.consistency_proof(prev.size, cp.size))  # fmt: skip
         except GuardiansError as exc:
             report.add("consistency with last seen", False, f"rewritten history: {exc}")
-            return
+            return None
         report.add("consistency with last seen", True, f"extends size {prev.size}")
     else:
-        report.add("consistency with last seen", True, "first audit: state recorded")
-    state.parent.mkdir(parents=True, exist_ok=True)
-    state.write_text(cp.text())
+        report.add("consistency with last seen", True, "first audit of this log")
+    return state

@@ -143,7 +143,8 @@ def _ledger(m: dict[str, Any]) -> str:
         f"({_e(led.get('anchors', 0))} anchors, contract {_e(led.get('contract', '–'))} on the "
         "embedded EVM). "
         f"Log size: {_e(led['size'])} entries ({kinds}). "
-        f"Verdict of <code>guardians audit verify --log {_e(led['path'])}</code>: {verdict}.</p>"
+        f"Verdict of <code>guardians audit verify --log {_e(led['path'])} --trust …</code> "
+        f"with the consortium's genesis trust: {verdict}.</p>"
         + _table(["check", "result", "detail"], rows)
         + f"<p class='note'>Latest checkpoint:</p><pre>{_e(led['checkpoint'])}</pre>"
     )

@@ -2,8 +2,9 @@
 """
 @title Guardians checkpoint anchor
 @notice Records (origin, size, root) of a transparency log's checkpoints, submitted only by the
-        consortium's accounts, with sizes that only grow: a log operator cannot later present
-        a history inconsistent with what was anchored here.
+        consortium's accounts, with sizes that only grow (and fit in 64 bits). It does not check
+        that a new root extends the previous one: auditors do, against every anchored record,
+        so an anchored fork or rewrite is public evidence.
 """
 
 event Anchored:
@@ -29,6 +30,7 @@ def __init__(submitters: DynArray[address, 64]):
 def anchor(origin: String[128], size: uint256, root: bytes32):
     assert self.authorized[msg.sender], "unauthorized submitter"
     key: bytes32 = keccak256(origin)
+    assert size < 2**64, "size must fit in 64 bits"
     assert size > self.latest_size[key], "size must grow"
     self.latest_size[key] = size
     self.latest_root[key] = root
