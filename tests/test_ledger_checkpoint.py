@@ -181,3 +181,32 @@ def test_malformed_notes_are_rejected(raw):
 def test_malformed_checkpoints_are_rejected(text):
     with pytest.raises(CheckpointError):
         Checkpoint.parse_text(text)
+
+
+def test_witness_state_survives_a_restart(tmp_path, log, witnesses):
+    log.store.append_batch([b"a"] * 5)
+    cosign_all(log, witnesses, log.checkpoint(), 0)
+    w = witnesses[0]
+    w.save(tmp_path / "witness.json")
+    restarted = Witness(w.cosigner, w.logs)
+    restarted.load(tmp_path / "witness.json")
+    assert restarted.latest[ORIGIN] == w.latest[ORIGIN]
+    # A fork presented after the restart is still caught.
+    fork = TransparencyLog(LogStore(tmp_path / "fork.db"), ORIGIN, log.signer)
+    fork.store.append_batch([b"b"] * 8)
+    with pytest.raises(ConflictError):
+        restarted.add_checkpoint(5, fork.store.consistency_proof(5), fork.checkpoint(), 2)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(CheckpointError):
+        restarted.load(tmp_path / "bad.json")
+
+
+def test_log_remembers_what_it_signed_across_restarts(tmp_path):
+    path = tmp_path / "log.db"
+    signer = NoteSigner(ORIGIN)
+    log = TransparencyLog(LogStore(path), ORIGIN, signer)
+    log.store.append_batch([b"a"] * 4)
+    log.checkpoint()
+    log.store.close()
+    again = TransparencyLog(LogStore(path), ORIGIN, signer)
+    assert again.last_signed is not None and again.last_signed.size == 4

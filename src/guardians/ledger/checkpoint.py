@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from guardians.errors import GuardiansError
 from guardians.ledger.merkle import EMPTY_ROOT, HASH_BYTES, ProofError, verify_consistency
@@ -83,7 +86,11 @@ class TransparencyLog:
         self.store = store
         self.origin = origin
         self.signer = signer
-        self.last_signed: Checkpoint | None = None
+        # Survives restarts: the log never signs anything inconsistent with what it signed.
+        saved = store.get_meta("last_signed")
+        self.last_signed: Checkpoint | None = (
+            Checkpoint.parse_text(saved.decode()) if saved else None
+        )
 
     def checkpoint(self) -> SignedNote:
         cp = Checkpoint(self.origin, self.store.size, self.store.root())
@@ -101,6 +108,7 @@ class TransparencyLog:
                     f"one ({exc})",
                     {"previous": prev.text(), "new": cp.text()},
                 ) from None
+        self.store.set_meta("last_signed", cp.text().encode())
         self.last_signed = cp
         return SignedNote(cp.text(), (self.signer.sign(cp.text()),))
 
@@ -150,6 +158,25 @@ class Witness:
         sigs = self.cosigner.cosign(note.text, cp.origin, cp.size, cp.root, timestamp)
         self.latest[cp.origin] = cp
         return note.with_signatures(*sigs)
+
+    def save(self, path: str | Path) -> None:
+        """Persist what this witness has seen (its latest checkpoint per origin, and evidence)
+        atomically, so a restart never forgets the tree it vouched for."""
+        p = Path(path)
+        tmp = p.with_suffix(p.suffix + ".tmp")
+        tmp.write_text(json.dumps({
+            "latest": {o: cp.text() for o, cp in self.latest.items()},
+            "evidence": self.evidence,
+        }, indent=2))  # fmt: skip
+        os.replace(tmp, p)
+
+    def load(self, path: str | Path) -> None:
+        try:
+            state = json.loads(Path(path).read_text())
+            self.latest = {o: Checkpoint.parse_text(t) for o, t in state["latest"].items()}
+            self.evidence = list(state["evidence"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: unreadable witness state: {exc}") from None
 
     def _conflict(
         self, cp: Checkpoint, known: Checkpoint | None, proof: Sequence[bytes], why: str

@@ -93,6 +93,15 @@ class LogStore:
     def size(self) -> int:
         return self.tree.size
 
+    def get_meta(self, key: str) -> bytes | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        if key == "size":
+            raise StoreError("the size is written by appends only")
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
     def root(self, size: int | None = None) -> bytes:
         return self.tree.root(size)
 
