@@ -50,6 +50,7 @@ def samples():
             learning_rate=1e-3,
             optimizer="adam",
             momentum=0.9,
+            proximal=0.0,
             aggregation="plain",
             params=RNG.normal(size=101).astype(np.float32),
         ),
@@ -358,6 +359,7 @@ def test_wrong_text_field_type():
             learning_rate=0.1,
             optimizer="sgd",
             momentum=0.0,
+            proximal=0.0,
             aggregation="plain",
             params=np.zeros(2, np.float32),
         )

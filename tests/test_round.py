@@ -430,6 +430,7 @@ def instruction(round, n=D, **kw):
     args = {
         "epochs": 1, "batch_size": 8, "learning_rate": 0.1, "optimizer": "adam", "momentum": 0.9,
         "aggregation": "plain",
+        "proximal": 0.0,
     }  # fmt: skip
     args.update(kw)
     return TrainInstruction(round=round, params=np.ones(n, np.float32), **args)
@@ -518,6 +519,7 @@ def test_member_rejects_non_finite_params_and_bad_config():
                 learning_rate=0.1,
                 optimizer="adam",
                 momentum=0.9,
+                proximal=0.0,
                 aggregation="plain",
                 params=p,
             )

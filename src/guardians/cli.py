@@ -113,6 +113,13 @@ def demo(
         float | None,
         typer.Option(help="FedAvgM server momentum; 0 = plain FedAvg (default: 0.9)."),
     ] = None,
+    proximal: Annotated[
+        float | None,
+        typer.Option(
+            help="FedProx proximal weight μ for local training; 0 = off "
+            "(default: 0.01 for NSL-KDD, 0 otherwise)."
+        ),
+    ] = None,
     privacy: Annotated[
         str,
         typer.Option(
@@ -168,6 +175,7 @@ def demo(
             rounds=rounds,
             epochs=epochs,
             server_momentum=server_momentum,
+            proximal=proximal,
             privacy=privacy,
             compare_privacy=compare_privacy,
             seed=seed,

@@ -22,6 +22,9 @@ class TrainConfig:
     learning_rate: float = 1e-3
     optimizer: str = "adam"
     momentum: float = 0.9
+    # FedProx (Li et al. 2020): (μ/2)·||θ − θ_global||² keeps local training near the global
+    # model, curbing client drift when members hold very different data. 0 = plain local SGD.
+    proximal: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -34,6 +37,8 @@ class TrainConfig:
             raise ConfigError(f"epochs must be at most {MAX_EPOCHS}, got {self.epochs}")
         if not 0.0 <= self.momentum < 1.0:
             raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not 0.0 <= self.proximal < 10.0:
+            raise ConfigError(f"proximal must be in [0, 10), got {self.proximal}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; choose one of {OPTIMIZERS}")
 
@@ -88,6 +93,7 @@ def train_local(
     else:
         opt = MomentumSGD(model.n_params, config.learning_rate, config.momentum)
     theta = model.get_params()
+    anchor = theta.copy()  # the global model this round started from (FedProx)
     steps, losses = 0, []
     for _ in range(config.epochs):
         order = rng.permutation(n)
@@ -95,6 +101,8 @@ def train_local(
             batch = order[start : start + config.batch_size]
             model.set_params(theta)
             loss, grad = model.loss_and_grad(X[batch], y[batch])
+            if config.proximal:
+                grad = grad + config.proximal * (theta - anchor)
             theta = opt.step(theta, grad)
             losses.append(loss)
             steps += 1

@@ -74,6 +74,7 @@ class TrainInstruction(Message):
     learning_rate: float
     optimizer: str
     momentum: float
+    proximal: float
     aggregation: str
     params: np.ndarray = array_field("float32")
 

@@ -274,6 +274,7 @@ class CoordinatorRound(_Collector):
             learning_rate=t.learning_rate,
             optimizer=t.optimizer,
             momentum=t.momentum,
+            proximal=t.proximal,
             aggregation="plain",
             params=self.global_params,
         )
@@ -411,6 +412,7 @@ class MemberSession:
                     learning_rate=msg.learning_rate,
                     optimizer=msg.optimizer,
                     momentum=msg.momentum,
+                    proximal=msg.proximal,
                 )
             except Exception as exc:
                 raise self._remote(f"bad training configuration: {exc}") from None

@@ -247,6 +247,7 @@ class SecureRound:
         instr: Message = TrainInstruction(
             round=self.round, epochs=t.epochs, batch_size=t.batch_size,
             learning_rate=t.learning_rate, optimizer=t.optimizer, momentum=t.momentum,
+            proximal=t.proximal,
             params=self.global_params, aggregation="secagg",
         )  # fmt: skip
         if self.purpose == "stats":
