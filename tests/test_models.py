@@ -367,3 +367,19 @@ def test_build_model():
     assert "logistic regression" in m.describe()
     with pytest.raises(ModelError, match="unknown model"):
         build_model("transformer", 7, 2)
+
+
+def test_fedprox_keeps_local_training_near_the_starting_model():
+    from guardians.learning.train import TrainConfig, train_local
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    drift = {}
+    for mu in (0.0, 5.0):
+        m = MLP(6, 2, hidden=(8,), seed=1)
+        start = m.get_params()
+        train_local(m, X, y, TrainConfig(epochs=5, batch_size=16, learning_rate=1e-2,
+                                         proximal=mu), np.random.default_rng(2))  # fmt: skip
+        drift[mu] = float(np.linalg.norm(m.get_params() - start))
+    assert drift[5.0] < 0.5 * drift[0.0]
