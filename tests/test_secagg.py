@@ -1158,3 +1158,12 @@ def test_member_refuses_a_weight_above_the_declared_maximum(keys):
                         scale_bits=20, clip=8.0, dim=3, max_weight=1000)  # fmt: skip
     with pytest.raises(RemoteProtocolError, match="weight 5000"):
         member.receive(setup)
+
+
+def test_clipped_coordinates_are_reported_in_the_round_result(keys):
+    vectors = {m: np.zeros(4) for m in NAMES[:6]}
+    vectors["m02"] = np.array([0.0, 100.0, -100.0, 0.5])  # two beyond the ±8 clip
+    run = Run(keys, 6, 4, vectors=vectors)
+    run.run()
+    result, _ = run.server.finish(run.ids)
+    assert result.clipped == 2

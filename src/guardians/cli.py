@@ -579,7 +579,3 @@ def zk_verify(
         raise typer.Exit(code=1) from None
     out.print(f"[bold green]VALID[/]: commitment {d['commitment'][:16]}… satisfies "
               f"{pred.describe()} for {d['context']}")  # fmt: skip
-
-
-def main() -> None:  # pragma: no cover - console entry point alias
-    app()

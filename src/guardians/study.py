@@ -195,6 +195,7 @@ def _run_federated(
                 "f1": ev["f1"],
                 "mean_local_loss": result.mean_loss,
                 "contributors": len(result.contributors),
+                "clipped": result.clipped,
             }
         )
         tick(label, result.round, cfg.rounds)

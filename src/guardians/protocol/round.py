@@ -238,6 +238,8 @@ class RoundResult:
     samples: int
     mean_loss: float
     dropped: dict[str, str] = field(default_factory=dict)
+    # Coordinates clipped to the fixed-point range by members (secure aggregation reports it).
+    clipped: int = 0
 
 
 class CoordinatorRound(_Collector):

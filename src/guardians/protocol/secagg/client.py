@@ -206,7 +206,6 @@ class SecAggMember:
         fp = FixedPoint(msg.modulus_bits, msg.scale_bits, msg.clip, self.fixed_point.policy)
         self.fixed_point = fp
         self.neighbours = neighbourhoods(self.consortium, msg.round, msg.participants, msg.degree)
-        self.graph = self.neighbourhoods_all = self.neighbours
         self.my_neighbours = self.neighbours[self.member]
         self.participants = tuple(msg.participants)
         if not 1 <= msg.threshold <= len(self.my_neighbours):

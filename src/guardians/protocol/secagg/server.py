@@ -408,6 +408,7 @@ class SecureRound:
             samples=weight,
             mean_loss=float("nan"),  # individual losses stay private too
             dropped=dict(self.dropped),
+            clipped=self.clipped,
         )
         gm = GlobalModel(round=self.round, params=params)
         return result, [Send(m, gm) for m in recipients]
