@@ -22,6 +22,12 @@ class Transcript:
     def __init__(self, protocol: str) -> None:
         self._h = hashlib.sha512(_frame(PREFIX + b"transcript/" + protocol.encode()))
 
+    def copy(self) -> Transcript:
+        """An independent fork (a prover retrying from this point)."""
+        t = Transcript.__new__(Transcript)
+        t._h = self._h.copy()
+        return t
+
     def append(self, label: str, data: bytes) -> None:
         self._h.update(_frame(label.encode()) + _frame(data))
 
@@ -35,10 +41,17 @@ class Transcript:
         # Minimal two's-complement bytes, framed: any size of integer, one encoding each.
         self.append(label, v.to_bytes(v.bit_length() // 8 + 1, "big", signed=True))
 
-    def challenge(self, label: str) -> Scalar:
+    def challenge_bytes(self, label: str) -> bytes:
+        """64 bytes that depend on everything absorbed so far (and are absorbed in turn)."""
         self.append("challenge", label.encode())
-        fork = self._h.copy()
         # The challenge itself is absorbed too, so later challenges depend on it.
-        digest = fork.digest()
+        digest = self._h.copy().digest()
         self._h.update(_frame(digest))
-        return Scalar(int.from_bytes(digest, "little") % ORDER)
+        return digest
+
+    def challenge_mod(self, label: str, modulus: int) -> int:
+        """A challenge in [0, modulus) for a modulus below 2^256 (bias below 2^-256)."""
+        return int.from_bytes(self.challenge_bytes(label), "little") % modulus
+
+    def challenge(self, label: str) -> Scalar:
+        return Scalar(self.challenge_mod(label, ORDER))

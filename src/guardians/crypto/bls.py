@@ -1,0 +1,206 @@
+"""The BLS12-381 G1 group through arkworks (``py-arkworks-bls12381``), for vector commitments
+too long for ristretto255 one scalar multiplication at a time.
+
+What this layer adds over the binding: canonical 48-byte compressed encodings that are
+rejected unless on the curve and in the prime-order subgroup; scalars as Python integers mod
+r; a multi-scalar multiplication (Pippenger, in Rust) split over two threads; and independent
+generators from RFC 9380 hash-to-curve (suite BLS12381G1_XMD:SHA-256_SSWU_RO_) of a
+domain-separated label and index, cached on disk because deriving 65,536 of them takes
+≈ 20 s.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from py_arkworks_bls12381 import G1Point
+from py_arkworks_bls12381 import Scalar as _ArkScalar
+
+from guardians.crypto.group import InvalidEncodingError
+from guardians.crypto.hashing import PREFIX, tagged_hash
+
+ORDER = 0x73EDA753299D7D483339D80809A1D80553BDA402FFFE5BFEFFFFFFFF00000001  # r
+POINT_BYTES = 48
+SCALAR_BYTES = 32
+DST = PREFIX + b"bls12-381/generators"
+_MSM_SPLIT = 8192  # below this, one thread is as fast as two
+
+Point = G1Point
+
+
+def point_from_bytes(data: bytes) -> G1Point:
+    """Decode a compressed point, refusing anything off the curve or outside the subgroup."""
+    if len(data) != POINT_BYTES:
+        raise InvalidEncodingError(f"a G1 point is {POINT_BYTES} bytes, got {len(data)}")
+    try:
+        p = G1Point.from_compressed_bytes(bytes(data))
+    except Exception as exc:  # the binding raises bare exceptions for every malformed input
+        raise InvalidEncodingError(f"not a valid G1 point encoding: {exc}") from None
+    # The binding ignores the bits after an infinity flag: demand the one canonical encoding.
+    if bytes(p.to_compressed_bytes()) != bytes(data):
+        raise InvalidEncodingError("non-canonical G1 point encoding")
+    return p
+
+
+def point_bytes(p: G1Point) -> bytes:
+    return bytes(p.to_compressed_bytes())
+
+
+def scalar_from_bytes(data: bytes) -> int:
+    """A canonical 32-byte little-endian scalar (< r); anything else is refused."""
+    if len(data) != SCALAR_BYTES:
+        raise InvalidEncodingError(f"a scalar is {SCALAR_BYTES} bytes, got {len(data)}")
+    v = int.from_bytes(data, "little")
+    if v >= ORDER:
+        raise InvalidEncodingError("non-canonical scalar (not below the group order)")
+    return v
+
+
+def scalar_bytes(v: int) -> bytes:
+    return (v % ORDER).to_bytes(SCALAR_BYTES, "little")
+
+
+def random_scalars(n: int) -> list[int]:
+    """n uniform scalars from the OS CSPRNG (384 bits each, reduced: bias below 2^-128)."""
+    buf = os.urandom(48 * n)
+    return [int.from_bytes(buf[48 * i : 48 * i + 48], "little") % ORDER for i in range(n)]
+
+
+def random_scalar() -> int:
+    return secrets.randbits(384) % ORDER
+
+
+def _ark(values: Sequence[int]) -> list[_ArkScalar]:
+    f = _ArkScalar.from_le_bytes_mod_order
+    return [f((v % ORDER).to_bytes(SCALAR_BYTES, "little")) for v in values]
+
+
+def _ark_small(values: np.ndarray) -> list[_ArkScalar]:
+    """Signed 64-bit integers → scalars without going through Python integers."""
+    v = np.asarray(values, dtype=np.int64)
+    mags = np.abs(v).astype("<u8").tobytes()
+    f = _ArkScalar.from_le_bytes_mod_order
+    out = [f(mags[8 * i : 8 * i + 8]) for i in range(len(v))]
+    for i in np.flatnonzero(v < 0).tolist():
+        out[i] = -out[i]
+    return out
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _msm_ark(points: Sequence[G1Point], scalars: list[_ArkScalar]) -> G1Point:
+    global _pool
+    n = len(points)
+    if n < _MSM_SPLIT or (os.cpu_count() or 1) < 2:
+        return G1Point.multiexp_unchecked(list(points), scalars)
+    if _pool is None:
+        _pool = ThreadPoolExecutor(2, thread_name_prefix="guardians-msm")
+    h = n // 2
+    # The Rust MSM releases the GIL: two halves run on two cores.
+    a = _pool.submit(G1Point.multiexp_unchecked, list(points[:h]), scalars[:h])
+    b = G1Point.multiexp_unchecked(list(points[h:]), scalars[h:])
+    return a.result() + b
+
+
+def msm(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
+    """Σ scalars[i]·points[i] for integer scalars (any sign; reduced mod r)."""
+    if len(points) != len(scalars):
+        raise ValueError(f"{len(points)} points and {len(scalars)} scalars")
+    if not points:
+        return G1Point.identity()
+    return _msm_ark(points, _ark(scalars))
+
+
+def msm_small(points: Sequence[G1Point], values: np.ndarray) -> G1Point:
+    """Σ values[i]·points[i] for signed 64-bit integers (a quantized vector): faster."""
+    if len(points) != len(values):
+        raise ValueError(f"{len(points)} points and {len(values)} values")
+    if not len(points):
+        return G1Point.identity()
+    return _msm_ark(points, _ark_small(values))
+
+
+def mul(p: G1Point, k: int) -> G1Point:
+    return p * _ArkScalar.from_le_bytes_mod_order((k % ORDER).to_bytes(SCALAR_BYTES, "little"))
+
+
+# --- generators -------------------------------------------------------------------------------
+def _derive(label: str, start: int, stop: int) -> list[G1Point]:
+    lab = label.encode()
+    return [
+        G1Point.hash_to_curve(len(lab).to_bytes(2, "big") + lab + i.to_bytes(8, "big"), DST)
+        for i in range(start, stop)
+    ]
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("GUARDIANS_STATE_DIR")
+    if base:
+        return Path(base) / "generators"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "guardians" / (
+        "generators"
+    )
+
+
+def _cache_file(label: str) -> Path:
+    return _cache_dir() / f"{tagged_hash('bls12-381/generator-cache', label.encode()).hex()[:32]}"
+
+
+def _load(label: str) -> list[G1Point]:
+    path = _cache_file(label)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    n = len(data) // 96
+    if n == 0 or len(data) % 96:
+        return []
+    try:
+        pts = [G1Point.from_xy_bytes_unchecked_be(data[96 * i : 96 * i + 96]) for i in range(n)]
+    except Exception:
+        return []
+    # The cache is a speed-up, never trusted: recompute a spread of entries and compare.
+    probe = sorted({0, n - 1, *(secrets.randbelow(n) for _ in range(6))})
+    for i in probe:
+        if _derive(label, i, i + 1)[0] != pts[i]:
+            return []
+    return pts
+
+
+def _store(label: str, pts: list[G1Point]) -> None:
+    path = _cache_file(label)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(b"".join(bytes(p.to_xy_bytes_be()) for p in pts))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home still works, just slower next time
+
+
+_generators: dict[str, list[G1Point]] = {}
+_gen_lock = threading.Lock()
+
+
+def generators(label: str, n: int) -> list[G1Point]:
+    """The first ``n`` generators of the family ``label``: hash-to-curve of (label, i), so no
+    discrete-log relation between any two is known to anyone."""
+    with _gen_lock:
+        have = _generators.get(label)
+        if have is None:
+            have = _generators[label] = _load(label)
+        if len(have) < n:
+            have.extend(_derive(label, len(have), n))
+            _store(label, have)
+        return have[:n]
+
+
+def generator(label: str) -> G1Point:
+    return generators(label, 1)[0]

@@ -1,0 +1,282 @@
+"""Contribution (L2 norm-bound) proofs over BLS12-381: completeness, soundness against
+tampering and cheating provers, batch verification and verifiable aggregation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from guardians.crypto import bls
+from guardians.crypto.group import InvalidEncodingError
+from guardians.crypto.zk import norm
+from guardians.crypto.zk.sigma import Context, FalseStatementError, ProofVerificationError
+from guardians.errors import ConfigError
+
+CTX = Context("consortium", 3, "alice", "contribution")
+D = 24
+STMT = norm.NormStatement.for_update(D, norm_bound=2.0, scale_bits=8, max_weight=1000)
+
+
+def _vector(rng: np.random.Generator, d: int, norm_: float, weight: int, scale: int = 8):
+    x = rng.normal(size=d)
+    x *= norm_ / np.linalg.norm(x)
+    v = np.floor(x * weight * 2**scale).astype(np.int64)  # floor keeps ‖v‖ ≤ n·B·2^f + √d
+    return np.concatenate([v, [weight]])
+
+
+@pytest.fixture(scope="module")
+def honest():
+    vals = _vector(np.random.default_rng(7), D, 1.9, 300)
+    com, op = norm.commit(STMT, vals)
+    return com, op, norm.prove(CTX, STMT, com, op)
+
+
+def test_honest_proof_verifies_and_round_trips(honest):
+    com, _, proof = honest
+    data = proof.to_bytes()
+    assert len(data) == STMT.proof_bytes()
+    norm.verify(CTX, STMT, com, norm.NormProof.from_bytes(data, STMT))
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    d=st.integers(1, 40),
+    frac=st.floats(0.0, 0.97),
+    weight=st.integers(0, 1000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_honest_proofs_always_verify(d, frac, weight, seed):
+    stmt = norm.NormStatement.for_update(d, norm_bound=2.0, scale_bits=8, max_weight=1000)
+    vals = _vector(np.random.default_rng(seed), d, 2.0 * frac, weight)
+    if sum(int(a) ** 2 for a in vals[:-1]) > stmt.bound_sq * weight**2:
+        vals[:-1] = 0  # rounding pushed a tiny weight over: use the zero update
+    com, op = norm.commit(stmt, vals)
+    norm.verify(CTX, stmt, com, norm.prove(CTX, stmt, com, op))
+
+
+def test_exactly_at_the_bound_verifies():
+    stmt = norm.NormStatement(dim=4, bound_sq=25, weight_bits=4)
+    vals = np.array([3 * 2, 4 * 2, 0, 0, 2])  # ‖v‖ = 10 = 5·2
+    com, op = norm.commit(stmt, vals)
+    norm.verify(CTX, stmt, com, norm.prove(CTX, stmt, com, op))
+
+
+def _flip(data: bytes, i: int, bit: int = 0) -> bytes:
+    b = bytearray(data)
+    b[i] ^= 1 << bit
+    return bytes(b)
+
+
+def _fields(stmt: norm.NormStatement) -> list[tuple[str, int, int]]:
+    pb, sb, k = bls.POINT_BYTES, bls.SCALAR_BYTES, stmt.projections
+    sizes = [("aux", pb), ("w", 16 * k), ("t_main", pb), ("t_aux", pb), ("t1", pb), ("t2", pb),
+             ("z_main", sb * (stmt.dim + 1)), ("z_aux", sb * stmt.aux_len), ("sigma_main", sb),
+             ("sigma_aux", sb), ("tau", sb)]  # fmt: skip
+    out, off = [], 0
+    for name, n in sizes:
+        out.append((name, off, n))
+        off += n
+    assert off == stmt.proof_bytes()
+    return out
+
+
+def _rejects(stmt, ctx, com, data) -> bool:
+    try:
+        norm.verify(ctx, stmt, com, norm.NormProof.from_bytes(data, stmt))
+    except (ProofVerificationError, InvalidEncodingError):
+        return True
+    return False
+
+
+def test_flipping_any_field_of_the_proof_fails(honest):
+    com, _, proof = honest
+    data = proof.to_bytes()
+    rng = np.random.default_rng(0)
+    for name, off, n in _fields(STMT):
+        for i in {off, off + n // 2, off + n - 1, off + int(rng.integers(n))}:
+            for bit in (0, int(rng.integers(8))):
+                assert _rejects(STMT, CTX, com, _flip(data, i, bit)), (name, i - off, bit)
+
+
+def test_every_byte_of_the_small_fields_matters(honest):
+    com, _, proof = honest
+    data = proof.to_bytes()
+    for name, off, n in _fields(STMT):
+        if name in ("z_main", "z_aux", "w"):
+            continue
+        for i in range(off, off + n):
+            assert _rejects(STMT, CTX, com, _flip(data, i, i % 8)), (name, i - off)
+
+
+def test_wrong_context_statement_or_commitment_fails(honest):
+    com, op, proof = honest
+    for ctx in (Context("consortium", 4, "alice", "contribution"),
+                Context("consortium", 3, "bob", "contribution"),
+                Context("other", 3, "alice", "contribution"),
+                Context("consortium", 3, "alice", "attribute")):  # fmt: skip
+        with pytest.raises(ProofVerificationError):
+            norm.verify(ctx, STMT, com, proof)
+    # A looser or tighter bound is a different statement.
+    for stmt in (norm.NormStatement(D, STMT.bound_sq + 1, STMT.weight_bits),
+                 norm.NormStatement(D, STMT.bound_sq - 1, STMT.weight_bits)):  # fmt: skip
+        with pytest.raises(ProofVerificationError):
+            norm.verify(CTX, stmt, com, proof)
+    other, _ = norm.commit(STMT, op.values)  # same values, fresh blinding
+    with pytest.raises(ProofVerificationError):
+        norm.verify(CTX, STMT, other, proof)
+
+
+def test_claimed_projection_changes_fail(honest):
+    com, _, proof = honest
+    for j in (0, STMT.projections - 1):
+        w = list(proof.projections)
+        w[j] += 1
+        bad = norm.NormProof(proof.aux, tuple(w), *[getattr(proof, f) for f in (
+            "t_main", "t_aux", "t1", "t2", "z_main", "z_aux", "sigma_main", "sigma_aux", "tau")])
+        with pytest.raises(ProofVerificationError):
+            norm.verify(CTX, STMT, com, bad)
+    w = list(proof.projections)
+    w[0] = STMT.accept + 1
+    big = norm.NormProof(proof.aux, tuple(w), *[getattr(proof, f) for f in (
+        "t_main", "t_aux", "t1", "t2", "z_main", "z_aux", "sigma_main", "sigma_aux", "tau")])
+    with pytest.raises(ProofVerificationError, match="acceptance bound"):
+        norm.verify(CTX, STMT, com, big)
+
+
+def test_truncated_or_padded_proofs_are_refused(honest):
+    _, _, proof = honest
+    data = proof.to_bytes()
+    for bad in (data[:-1], data + b"\0", b""):
+        with pytest.raises(ProofVerificationError, match="bytes"):
+            norm.NormProof.from_bytes(bad, STMT)
+    # A response scalar that is not below the order is non-canonical.
+    _, off, _ = next(f for f in _fields(STMT) if f[0] == "tau")
+    nc = data[:off] + (bls.ORDER + 1).to_bytes(32, "little")
+    with pytest.raises(ProofVerificationError, match="non-canonical"):
+        norm.NormProof.from_bytes(nc, STMT)
+
+
+def test_prover_refuses_false_statements():
+    vals = _vector(np.random.default_rng(1), D, 2.5, 300)  # norm 2.5 > bound 2.0
+    com, op = norm.commit(STMT, vals)
+    with pytest.raises(FalseStatementError, match="exceeds the bound"):
+        norm.prove(CTX, STMT, com, op)
+    vals = _vector(np.random.default_rng(1), D, 1.0, STMT.max_weight + 1)
+    com, op = norm.commit(STMT, vals)
+    with pytest.raises(FalseStatementError, match="weight"):
+        norm.prove(CTX, STMT, com, op)
+    with pytest.raises(FalseStatementError):
+        norm.prove(CTX, STMT, com, norm.Opening(np.concatenate([vals[:-1], [-1]]), 0))
+
+
+@pytest.mark.parametrize("excess", [1, 10**6])
+def test_cheating_prover_over_the_bound_is_rejected(excess):
+    """Run the protocol on a false statement, with the slack's low bits (what a cheater would
+    have to do): verification fails."""
+    vals = _vector(np.random.default_rng(2), D, 1.5, 300)
+    norm_sq = sum(int(a) ** 2 for a in vals[:-1])
+    stmt = norm.NormStatement(D, bound_sq=(norm_sq - excess) // 300**2, weight_bits=10)
+    com, op = norm.commit(stmt, vals)
+    slack = stmt.bound_sq * 300**2 - norm_sq
+    assert slack < 0
+    proof = norm._prove_unchecked(CTX, stmt, com, op, slack)
+    with pytest.raises(ProofVerificationError):
+        norm.verify(CTX, stmt, com, proof)
+
+
+def test_cheating_prover_with_out_of_range_weight_is_rejected():
+    vals = _vector(np.random.default_rng(3), D, 0.5, 5)
+    vals[-1] = STMT.max_weight + 6  # claims a weight beyond the range; bits cannot hold it
+    com, op = norm.commit(STMT, vals)
+    proof = norm._prove_unchecked(CTX, STMT, com, op, 0)
+    with pytest.raises(ProofVerificationError):
+        norm.verify(CTX, STMT, com, proof)
+
+
+def test_batch_verification_names_the_bad_proof(honest):
+    com, op, proof = honest
+    ctx_b = Context("consortium", 3, "bob", "contribution")
+    vals_b = _vector(np.random.default_rng(5), D, 1.0, 20)
+    com_b, op_b = norm.commit(STMT, vals_b)
+    proof_b = norm.prove(ctx_b, STMT, com_b, op_b)
+    assert norm.verify_batch(STMT, [(CTX, com, proof), (ctx_b, com_b, proof_b)]) == {}
+    # bob's proof presented as alice's (a replay under another identity) and a tampered one
+    bad = norm.NormProof.from_bytes(_flip(proof.to_bytes(), 60), STMT)
+    res = norm.verify_batch(STMT, [(CTX, com, proof), (CTX, com_b, proof_b), (CTX, com, bad)])
+    assert set(res) == {1, 2}
+
+
+def test_aggregate_opens_the_product_of_commitments():
+    rng = np.random.default_rng(9)
+    vecs = [_vector(rng, D, 1.0, w) for w in (10, 20, 30)]
+    pairs = [norm.commit(STMT, v) for v in vecs]
+    total = np.sum(vecs, axis=0)
+    blind = sum(op.blinding for _, op in pairs) % bls.ORDER
+    coms = [c for c, _ in pairs]
+    norm.check_aggregate(STMT, coms, total, blind)
+    lied = total.copy()
+    lied[4] += 1  # a coordinator that shifts one coordinate of the sum
+    with pytest.raises(norm.AggregateMismatchError):
+        norm.check_aggregate(STMT, coms, lied, blind)
+    with pytest.raises(norm.AggregateMismatchError):
+        norm.check_aggregate(STMT, coms[:2], total, blind)  # a contributor left out
+    with pytest.raises(norm.AggregateMismatchError):
+        norm.check_aggregate(STMT, coms, total, blind + 1)
+    with pytest.raises(norm.AggregateMismatchError, match="shape"):
+        norm.check_aggregate(STMT, coms, total[:-1], blind)
+    limbs = sum(norm.blinding_limbs(op.blinding) for _, op in pairs)
+    assert norm.blinding_from_limbs(limbs) == blind
+
+
+def test_statement_rejects_parameters_that_could_wrap():
+    with pytest.raises(ConfigError):
+        norm.NormStatement(dim=2**40, bound_sq=2**100, weight_bits=60)
+    with pytest.raises(ConfigError):
+        norm.NormStatement(dim=4, bound_sq=0, weight_bits=4)
+    with pytest.raises(ConfigError):
+        norm.NormStatement(dim=4, bound_sq=4, weight_bits=4, projections=40)
+    with pytest.raises(ConfigError):
+        norm.NormStatement.for_update(4, float("nan"), 8, 10)
+
+
+def test_point_and_scalar_encodings_are_strict():
+    g = bls.generator("test/encodings")
+    enc = bls.point_bytes(g)
+    assert bls.point_from_bytes(enc) == g
+    for bad in (enc[:-1], enc + b"\0", bytes(48), b"\xff" * 48, b"\xc0" + b"\1" * 47):
+        with pytest.raises(InvalidEncodingError):
+            bls.point_from_bytes(bad)
+    with pytest.raises(InvalidEncodingError):
+        bls.scalar_from_bytes(bls.ORDER.to_bytes(32, "little"))
+    assert bls.scalar_from_bytes((bls.ORDER - 1).to_bytes(32, "little")) == bls.ORDER - 1
+
+
+def test_msm_matches_repeated_addition():
+    pts = bls.generators("test/msm", 9000)  # above the two-thread split
+    rng = np.random.default_rng(4)
+    small = rng.integers(-(2**40), 2**40, size=9000)
+    big = [int(a) * (2**200) + 3 for a in small]
+    assert bls.msm_small(pts, small) == bls.msm(pts, [int(a) for a in small])
+    ref = bls.Point.identity()
+    for p, k in zip(pts[:50], big[:50], strict=True):
+        ref = ref + bls.mul(p, k)
+    assert bls.msm(pts[:50], big[:50]) == ref
+
+
+def test_generator_cache_is_checked_not_trusted(tmp_path, monkeypatch):
+    monkeypatch.setenv("GUARDIANS_STATE_DIR", str(tmp_path))
+    label = "test/cache"
+    fresh = bls._derive(label, 0, 12)
+    assert bls.generators(label, 12) == fresh
+    path = bls._cache_file(label)
+    assert path.stat().st_size == 12 * 96
+    # Corrupt the file (every entry a valid but wrong point): loading rejects it.
+    other = bls._derive("test/other", 0, 12)
+    path.write_bytes(b"".join(bytes(p.to_xy_bytes_be()) for p in other))
+    monkeypatch.setattr(bls, "_generators", {})
+    assert bls.generators(label, 12) == fresh
+    path.write_bytes(b"garbage")
+    monkeypatch.setattr(bls, "_generators", {})
+    assert bls.generators(label, 12) == fresh
