@@ -133,14 +133,46 @@ def test_claimed_projection_changes_fail(honest):
     for j in (0, STMT.projections - 1):
         w = list(proof.projections)
         w[j] += 1
-        bad = norm.NormProof(proof.aux, tuple(w), *[getattr(proof, f) for f in (
-            "t_main", "t_aux", "t1", "t2", "z_main", "z_aux", "sigma_main", "sigma_aux", "tau")])
+        bad = norm.NormProof(
+            proof.aux,
+            tuple(w),
+            *[
+                getattr(proof, f)
+                for f in (
+                    "t_main",
+                    "t_aux",
+                    "t1",
+                    "t2",
+                    "z_main",
+                    "z_aux",
+                    "sigma_main",
+                    "sigma_aux",
+                    "tau",
+                )
+            ],
+        )
         with pytest.raises(ProofVerificationError):
             norm.verify(CTX, STMT, com, bad)
     w = list(proof.projections)
     w[0] = STMT.accept + 1
-    big = norm.NormProof(proof.aux, tuple(w), *[getattr(proof, f) for f in (
-        "t_main", "t_aux", "t1", "t2", "z_main", "z_aux", "sigma_main", "sigma_aux", "tau")])
+    big = norm.NormProof(
+        proof.aux,
+        tuple(w),
+        *[
+            getattr(proof, f)
+            for f in (
+                "t_main",
+                "t_aux",
+                "t1",
+                "t2",
+                "z_main",
+                "z_aux",
+                "sigma_main",
+                "sigma_aux",
+                "tau",
+            )
+        ],
+    )
     with pytest.raises(ProofVerificationError, match="acceptance bound"):
         norm.verify(CTX, STMT, com, big)
 
@@ -196,7 +228,7 @@ def test_cheating_prover_with_out_of_range_weight_is_rejected():
 
 
 def test_batch_verification_names_the_bad_proof(honest):
-    com, op, proof = honest
+    com, _, proof = honest
     ctx_b = Context("consortium", 3, "bob", "contribution")
     vals_b = _vector(np.random.default_rng(5), D, 1.0, 20)
     com_b, op_b = norm.commit(STMT, vals_b)

@@ -144,8 +144,10 @@ def _cache_dir() -> Path:
     base = os.environ.get("GUARDIANS_STATE_DIR")
     if base:
         return Path(base) / "generators"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "guardians" / (
-        "generators"
+    return (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        / "guardians"
+        / ("generators")
     )
 
 

@@ -373,9 +373,11 @@ class _Check:
 
 
 def _reduce(ctx: Context, stmt: NormStatement, commitment: bytes, proof: NormProof) -> _Check:
-    if len(proof.projections) != stmt.projections or len(proof.z_main) != stmt.dim + 1 or len(
-        proof.z_aux
-    ) != stmt.aux_len:
+    if (
+        len(proof.projections) != stmt.projections
+        or len(proof.z_main) != stmt.dim + 1
+        or len(proof.z_aux) != stmt.aux_len
+    ):
         raise ProofVerificationError("norm proof has the wrong shape for this statement")
     try:
         c_pt, d_pt = bls.point_from_bytes(commitment), bls.point_from_bytes(proof.aux)
@@ -485,4 +487,3 @@ def blinding_limbs(r: int) -> np.ndarray:
 
 def blinding_from_limbs(limbs: np.ndarray) -> int:
     return sum(int(x) << (32 * i) for i, x in enumerate(limbs)) % ORDER
-
