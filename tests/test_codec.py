@@ -85,7 +85,8 @@ def samples():
             round=2, clipped=3, masked=RNG.integers(0, 2**63, size=11).astype(np.uint64)
         ),
         sa.MaskedInput(
-            round=2, clipped=0, masked=RNG.integers(0, 2**32, size=11).astype(np.uint32)
+            round=2, clipped=0, masked=RNG.integers(0, 2**32, size=11).astype(np.uint32),
+            commitment=b"c" * 48, proof=b"p" * 100, signature=b"s" * 10,
         ),
         sa.ConsistencyCheck(round=2, survivors=("a", "b"), dropped=("c",)),
         sa.ConsistencySignature(round=2, signature=b"s" * 5),
@@ -108,6 +109,11 @@ def samples():
         sa.UnmaskReply(
             round=2, self_owners=("a",), self_shares=(b"\x03" * 66,), pair_owners=("c",),
             pair_shares=(b"\x04" * 132,),
+        ),
+        sa.AggregateOpening(
+            round=2, contributors=("a", "b"), commitments=(b"c" * 48, b"d" * 48),
+            proof_digests=(b"p" * 32, b"q" * 32), signatures=(b"s" * 9, b"t" * 9),
+            total=np.arange(12, dtype=np.uint64),
         ),
     ]  # fmt: skip
 

@@ -85,11 +85,11 @@ def array_field(dtype: str | tuple[str, ...], ndim: int = 1, *, protection: str 
     return dataclasses.field(metadata={"dtype": dtypes, "ndim": ndim, "protection": protection})
 
 
-def bytes_field(protection: str) -> Any:
+def bytes_field(protection: str, *, default: Any = dataclasses.MISSING) -> Any:
     """Declare a bytes (or tuple of bytes) field and what its content is."""
     if protection not in PROTECTIONS:
         raise TypeError(f"unknown protection {protection!r}")
-    return dataclasses.field(metadata={"protection": protection})
+    return dataclasses.field(default=default, metadata={"protection": protection})
 
 
 def _nbytes(value: Any) -> int:

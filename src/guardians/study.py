@@ -68,6 +68,10 @@ class StudyConfig:
     # Secure aggregation by default; the other method also runs when compare_privacy is set.
     privacy: str = "secagg"
     compare_privacy: bool = False
+    # With secure aggregation: every member proves ‖update‖₂ ≤ norm_bound in zero knowledge
+    # and every aggregate is checked against the members' commitments.
+    proofs: bool = True
+    norm_bound: float = 2.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,6 +81,8 @@ class StudyConfig:
             raise ConfigError(f"--rounds must be at least 1, got {self.rounds}")
         if self.privacy not in PRIVACY_METHODS:
             raise ConfigError(f"unknown privacy {self.privacy!r}; choose one of {PRIVACY_METHODS}")
+        if not self.norm_bound > 0:
+            raise ConfigError(f"--norm-bound must be positive, got {self.norm_bound}")
         if self.partition not in SCHEMES:
             raise ConfigError(f"unknown partition {self.partition!r}; choose one of {SCHEMES}")
 
@@ -162,6 +168,7 @@ def _run_federated(
         privacy=privacy,
         directory=directory,
         consortium=CONSORTIUM,
+        norm_bound=cfg.norm_bound if cfg.proofs and privacy == "secagg" else None,
     )
     audit = None
     if audit_dir is not None:
@@ -196,6 +203,8 @@ def _run_federated(
                 "mean_local_loss": result.mean_loss,
                 "contributors": len(result.contributors),
                 "clipped": result.clipped,
+                "verified": result.verified,
+                "rejected": sorted(result.rejected),
             }
         )
         tick(label, result.round, cfg.rounds)
@@ -207,6 +216,7 @@ def _run_federated(
     metrics["privacy"] = privacy
     metrics["per_round"] = per_round
     metrics["incidents"] = [asdict(i) for i in run.incidents]
+    metrics["compute"] = _compute_costs(fed, coord)
     if audit is not None:
         audit.close()
         # The study founded this consortium, so it holds the genesis trust file; the anchor
@@ -216,6 +226,37 @@ def _run_federated(
             "path": str(audit_dir), "anchors": len(audit.anchored), "contract": anchor.address,
         }  # fmt: skip
     return pred, metrics, fed.network.meter.summary()
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _compute_costs(fed: InProcessFederation, coord: CoordinatorNode) -> dict[str, Any]:
+    """Seconds per member per round for local training and for the masked-input step (encode,
+    commit, prove, mask), and per round for the coordinator's proof and opening checks."""
+    by: dict[str, list[float]] = {}
+    for (rnd, party, step), sec in fed.compute.items():
+        if rnd > 0:
+            by.setdefault(step if party == "coordinator" else f"member:{step}", []).append(sec)
+    masked = fed.network.meter
+    proof_bytes = [
+        b for m in fed.members for b in [masked.egress[m].by_kind.get("secagg/masked-input")] if b
+    ]
+    out = {
+        "proofs": coord.norm_bound is not None,
+        "norm_bound": coord.norm_bound,
+        "params": int(coord.params.shape[0]),
+        "train_s_per_member_round": _mean(by.get("member:fl/train", [])),
+        "masked_input_s_per_member_round": _mean(by.get("member:secagg/shares-relay", [])),
+        "verify_s_per_round": _mean(by.get("close:masked", [])),
+        "finish_s_per_round": _mean(by.get("finish", [])),
+        "opening_check_s_per_member_round": _mean(by.get("member:secagg/aggregate-opening", [])),
+    }
+    if proof_bytes:
+        msgs = sum(b["messages"] for b in proof_bytes)
+        out["masked_input_bytes_per_member_round"] = sum(b["bytes"] for b in proof_bytes) / msgs
+    return out
 
 
 def _json_partition(split: DataSplit, part: Partition, ids: list[str]) -> list[dict[str, Any]]:

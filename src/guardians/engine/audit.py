@@ -107,16 +107,19 @@ class AuditTrail:
             RoundCommitted(
                 round=result.round, participants=result.contributors, rule=rule,
                 privacy=privacy, model_hash=digest,
-                aggregate_hash=hashlib.sha256(
+                # A verified round binds the opened aggregate and every signed commitment.
+                aggregate_hash=result.aggregate_digest or hashlib.sha256(
                     b"guardians/v1/aggregate\n" + digest + result.round.to_bytes(8, "big")
                 ).digest(),
             ),
             ModelPromoted(version=result.round, model_hash=digest),
         )  # fmt: skip
 
-    def record_incident(self, round: int, member: str, detail: str) -> None:
+    def record_incident(
+        self, round: int, member: str, detail: str, kind: str = "protocol-violation"
+    ) -> None:
         ev = hashlib.sha256(f"guardians/v1/incident\n{round}\n{member}\n{detail}".encode())
-        self.append(Incident(round=round, member=member, kind="protocol-violation",
+        self.append(Incident(round=round, member=member, kind=kind,
                              detail=detail[:500], evidence_hash=ev.digest()))  # fmt: skip
 
     def checkpoint(self, timestamp: int | None = None) -> SignedNote:

@@ -7,6 +7,8 @@ machines run unchanged over Flower or HTTP.
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +48,7 @@ class Incident:
     round: int
     member: str
     error: str
+    kind: str = "protocol-violation"
 
 
 @dataclass
@@ -77,6 +80,10 @@ class InProcessFederation:
         for m, node in self.members.items():
             self.network.meter.register_boundary(m, node.records)
         self.run_record = FederationRun()
+        # Compute time per (round, party, step): a member's step is the message it handled
+        # (e.g. "secagg/shares-relay": encode, commit, prove, mask), the coordinator's is the
+        # stage it closed ("close:masked" includes verifying every contribution proof).
+        self.compute: defaultdict[tuple[int, str, str], float] = defaultdict(float)
 
     def _gone(self, member: str, round: int, stage: str) -> bool:
         """Whether ``member`` has dropped out by ``stage`` of ``round`` (simulated failures)."""
@@ -90,11 +97,14 @@ class InProcessFederation:
         """Deliver one coordinator message; return the member's (already transmitted) replies."""
         node = self.members[send.to]
         msg = self.network.transmit(COORDINATOR, send.to, send.message)
+        t0 = time.perf_counter()
         try:
             replies = node.handle(msg)
         except RemoteProtocolError as exc:
+            self.compute[(round, send.to, msg.KIND)] += time.perf_counter() - t0
             self.run_record.incidents.append(Incident(round, COORDINATOR, str(exc)))
             return []
+        self.compute[(round, send.to, msg.KIND)] += time.perf_counter() - t0
         return [self.network.transmit(send.to, COORDINATOR, r) for r in replies]
 
     def _stage(self, rnd: Any, sends: list[Send], round: int) -> None:
@@ -126,13 +136,22 @@ class InProcessFederation:
         sends: list[Send] | None = rnd.start()
         while sends is not None:
             self._stage(rnd, sends, round)
+            stage = rnd.stage
+            t0 = time.perf_counter()
             sends = rnd.advance()  # RoundAbortedError: no model is released
+            self.compute[(round, COORDINATOR, f"close:{stage}")] += time.perf_counter() - t0
+        t0 = time.perf_counter()
         result, sends = rnd.finish(self.members)
+        self.compute[(round, COORDINATOR, "finish")] += time.perf_counter() - t0
         self.coordinator.adopt(result)
+        for member, reason in result.rejected.items():
+            self.run_record.incidents.append(
+                Incident(round, member, reason, kind="invalid-contribution-proof")
+            )
         if self.audit is not None:
             for inc in self.run_record.incidents:
                 if inc.round == round:
-                    self.audit.record_incident(round, inc.member, inc.error)
+                    self.audit.record_incident(round, inc.member, inc.error, inc.kind)
             self.audit.record_round(result, rule=self.coordinator.rule,
                                     privacy=self.coordinator.privacy)  # fmt: skip
             self.audit.checkpoint()

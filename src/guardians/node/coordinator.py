@@ -38,7 +38,10 @@ class CoordinatorNode:
         directory: Mapping[str, VerifyKey] | None = None,
         consortium: str = "guardians",
         fixed_point: FixedPoint | None = None,
+        norm_bound: float | None = None,
     ) -> None:
+        """``norm_bound`` (secure aggregation only) makes every member prove ‖update‖₂ ≤ it in
+        zero knowledge and every aggregate checkable against the members' commitments."""
         if privacy not in PRIVACY_METHODS:
             raise ConfigError(f"privacy must be one of {PRIVACY_METHODS}, got {privacy!r}")
         if privacy == "secagg":
@@ -48,6 +51,9 @@ class CoordinatorNode:
             if len(members) < 3:
                 raise ConfigError("secure aggregation needs at least 3 members")
         self.privacy = privacy
+        if norm_bound is not None and privacy != "secagg":
+            raise ConfigError("contribution proofs need secure aggregation (privacy='secagg')")
+        self.norm_bound = norm_bound
         self.rule = "fedavgm" if server_momentum else "fedavg"
         self.directory = directory or {}
         self.consortium = consortium
@@ -93,7 +99,7 @@ class CoordinatorNode:
             return SecureRound(
                 consortium=self.consortium, round=round, selected=selected,
                 directory=self.directory, global_params=self.params, train=self.train,
-                fixed_point=self.fixed_point, **step,
+                fixed_point=self.fixed_point, norm_bound=self.norm_bound, **step,
             )  # fmt: skip
         return CoordinatorRound(
             round=round,

@@ -28,6 +28,7 @@ from guardians.protocol.round import (
 )
 from guardians.protocol.secagg.client import SecAggMember
 from guardians.protocol.secagg.messages import (
+    AggregateOpening,
     ConsistencyCheck,
     EncapsRelay,
     Keys,
@@ -37,7 +38,8 @@ from guardians.protocol.secagg.messages import (
 )
 from guardians.protocol.secagg.quantize import FixedPoint, stats_fixed_point
 
-SECAGG_MESSAGES = (SecAggSetup, Keys, EncapsRelay, SharesRelay, ConsistencyCheck, UnmaskRequest)
+SECAGG_MESSAGES = (SecAggSetup, Keys, EncapsRelay, SharesRelay, ConsistencyCheck, UnmaskRequest,
+                   AggregateOpening)  # fmt: skip
 
 
 class MemberNode:
@@ -69,6 +71,8 @@ class MemberNode:
         self._Z: np.ndarray | None = None
         self.global_round = -1
         self.last_loss = float("nan")
+        # A round whose aggregate failed this member's check: its global model is refused.
+        self.distrusted_round = -1
 
     @property
     def records(self) -> np.ndarray:
@@ -109,6 +113,12 @@ class MemberNode:
                 return []  # the update leaves only masked, in the secure-aggregation stages
             return [self.session.update(event.round, delta, result.samples, result.loss)]
         if isinstance(event, GlobalModelReceived):
+            if event.round == self.distrusted_round:
+                raise RemoteProtocolError(
+                    f"coordinator → {self.id}: refusing the global model of round {event.round}: "
+                    "its aggregate did not open the contributors' commitments",
+                    peer="coordinator",
+                )
             self.model.set_params(event.params)
             self.global_round = event.round
             return []
@@ -150,7 +160,12 @@ class MemberNode:
             raise RemoteProtocolError(
                 f"coordinator → {self.id}: {msg.KIND} outside a secure round", peer="coordinator"
             )
-        return self.secagg.receive(msg)
+        try:
+            return self.secagg.receive(msg)
+        except RemoteProtocolError:
+            if isinstance(msg, AggregateOpening):
+                self.distrusted_round = msg.round
+            raise
 
     def records_upload(self) -> RecordsUpload:
         """What the member would send a central server in the centralized baseline."""

@@ -240,6 +240,12 @@ class RoundResult:
     dropped: dict[str, str] = field(default_factory=dict)
     # Coordinates clipped to the fixed-point range by members (secure aggregation reports it).
     clipped: int = 0
+    # Members excluded because their contribution proof failed, with the evidence.
+    rejected: dict[str, str] = field(default_factory=dict)
+    # Whether the aggregate was checked against the contributors' commitments, and the digest
+    # of that opening (aggregate and signed commitments) for the ledger.
+    verified: bool = False
+    aggregate_digest: bytes = b""
 
 
 class CoordinatorRound(_Collector):

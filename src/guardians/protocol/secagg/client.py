@@ -26,10 +26,13 @@ from guardians.crypto.hashing import frame_all
 from guardians.crypto.hybrid import HybridKeyPair, HybridPublic
 from guardians.crypto.kdf import derive
 from guardians.crypto.sign import SigningKey, VerifyKey
+from guardians.crypto.zk.norm import AggregateMismatchError, NormStatement
 from guardians.errors import GuardiansError, LocalProtocolError, RemoteProtocolError
+from guardians.protocol.secagg import contrib
 from guardians.protocol.secagg.graph import neighbourhoods
 from guardians.protocol.secagg.messages import (
     Advertise,
+    AggregateOpening,
     ConsistencyCheck,
     ConsistencySignature,
     Encaps,
@@ -135,6 +138,10 @@ class SecAggMember:
         self._pair_secret: dict[str, bytes] = {}
         self._received: dict[str, _Received] = {}
         self.clipped = 0
+        self.statement: NormStatement | None = None
+        self._commitment = b""
+        # The checked aggregate (update sum, then weight sum) once an opening verified.
+        self.verified_total: np.ndarray | None = None
 
     # --- helpers ------------------------------------------------------------------------------
     def _remote(self, text: str) -> RemoteProtocolError:
@@ -167,6 +174,7 @@ class SecAggMember:
             SharesRelay: self._on_shares_relay,
             ConsistencyCheck: self._on_consistency,
             UnmaskRequest: self._on_unmask,
+            AggregateOpening: self._on_opening,
         }.get(type(msg))
         if handler is None:
             raise self._remote(f"unexpected message {msg.KIND}")
@@ -181,6 +189,13 @@ class SecAggMember:
         except RemoteProtocolError:
             self.stage = Stage.DONE  # any failed check ends this member's part in the round
             raise
+        except AggregateMismatchError as exc:
+            self.stage = Stage.DONE
+            raise RemoteProtocolError(
+                f"secagg round {self.round}, {self.member}: the coordinator's aggregate is not "
+                f"what the contributors committed to: {exc}",
+                peer="coordinator",
+            ) from exc
         except GuardiansError as exc:  # bad parameters (ConfigError), an update out of range
             self.stage = Stage.DONE
             raise RemoteProtocolError(
@@ -205,6 +220,9 @@ class SecAggMember:
             raise self._remote("fewer than 3 participants: the sum would reveal an update")
         fp = FixedPoint(msg.modulus_bits, msg.scale_bits, msg.clip, self.fixed_point.policy)
         self.fixed_point = fp
+        if msg.norm_bound > 0:
+            self.statement = contrib.statement(msg.dim, msg.norm_bound, fp, msg.max_weight)
+            self._norm_bound = msg.norm_bound
         self.neighbours = neighbourhoods(self.consortium, msg.round, msg.participants, msg.degree)
         self.my_neighbours = self.neighbours[self.member]
         self.participants = tuple(msg.participants)
@@ -333,14 +351,28 @@ class SecAggMember:
         # Mask with exactly the neighbours whose shares arrived: they completed the exchange,
         # so (with an honest relay) they mask with this member too.
         fp = self.fixed_point
-        words, self.clipped = fp.encode(self.vector, self.weight, self.rng)
+        vector = self.vector
+        if self.statement is not None:
+            vector = contrib.l2_clip(vector, self._norm_bound, self.weight, fp.scale_bits,
+                                     len(vector))  # fmt: skip
+        words, self.clipped = fp.encode(vector, self.weight, self.rng)
+        proof = b""
+        signature = b""
+        if self.statement is not None:
+            words, self._commitment, proof, signature = contrib.contribute(
+                self.consortium, self.round, self.member, self.identity, self.statement, words
+            )
         n = len(words)
         y = words + expand_mask(self._self_seed, n, fp)
         for w in sorted(self._received):
             m = expand_mask(self._mask_seed(w), n, fp)
             y = y + m if mask_sign(self.member, w) > 0 else y - m
         self.stage = Stage.CONSISTENCY
-        return [MaskedInput(round=self.round, clipped=self.clipped, masked=y.astype(fp.dtype))]
+        reply = MaskedInput(
+            round=self.round, clipped=self.clipped, masked=y.astype(fp.dtype),
+            commitment=self._commitment, proof=proof, signature=signature,
+        )  # fmt: skip
+        return [reply]
 
     def _check_sets(self, survivors_t: tuple[str, ...], dropped_t: tuple[str, ...]) -> None:
         survivors, dropped = set(survivors_t), set(dropped_t)
@@ -400,6 +432,24 @@ class SecAggMember:
         return [UnmaskReply(round=self.round, self_owners=tuple(self_owners),
                             self_shares=tuple(self_shares), pair_owners=tuple(pair_owners),
                             pair_shares=tuple(pair_shares))]  # fmt: skip
+
+    def _on_opening(self, msg: AggregateOpening) -> list[Message]:
+        if self.statement is None:
+            raise self._remote("an aggregate opening in a round without contribution proofs")
+        if self.stage is not Stage.DONE or self.verified_total is not None:
+            raise self._remote(f"unexpected aggregate opening in stage {self.stage.value}")
+        if msg.round != self.round:
+            raise self._remote(f"aggregate opening for round {msg.round} (stale or replayed)")
+        if msg.contributors != self._view[0]:
+            raise self._remote("aggregate opening names other contributors than the survivors "
+                               "this member signed")  # fmt: skip
+        mine = msg.commitments[msg.contributors.index(self.member)]
+        if mine != self._commitment:
+            raise self._remote("aggregate opening carries a commitment this member never made")
+        self.verified_total = contrib.verify_opening(
+            self.consortium, self.directory, self.statement, msg
+        )
+        return []
 
     def share_point(self, owner: str) -> int:
         """This member's x-coordinate in ``owner``'s sharing."""

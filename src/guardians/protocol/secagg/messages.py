@@ -1,7 +1,8 @@
 """Messages of a secure-aggregation round. Stage order:
 
 setup → advertise → keys → encaps → encaps-relay → shares → shares-relay → masked-input
-→ unmask-request → unmask-reply. Signatures and AEAD associated data bind every message to the
+→ consistency-check → consistency-signature → unmask-request → unmask-reply → (with contribution
+proofs) aggregate-opening. Signatures and AEAD associated data bind every message to the
 consortium, the round and the parties.
 """
 
@@ -29,6 +30,8 @@ class SecAggSetup(Message):
     clip: float
     dim: int
     max_weight: int
+    # > 0: every member proves ‖update‖₂ ≤ norm_bound on a commitment (contribution proofs).
+    norm_bound: float = 0.0
 
 
 @message("secagg/advertise")
@@ -109,6 +112,11 @@ class MaskedInput(Message):
     round: int
     clipped: int
     masked: np.ndarray = array_field(("uint64", "uint32"), protection="masked")
+    # With contribution proofs: a commitment to the (unmasked) update, the norm proof, and the
+    # member's signature over both. The masked words then end with the blinding's limbs.
+    commitment: bytes = bytes_field("public", default=b"")
+    proof: bytes = bytes_field("public", default=b"")
+    signature: bytes = bytes_field("public", default=b"")
 
 
 @message("secagg/consistency-check")
@@ -156,3 +164,19 @@ class UnmaskReply(Message):
     self_shares: tuple[bytes, ...] = bytes_field("plain")
     pair_owners: tuple[str, ...]
     pair_shares: tuple[bytes, ...] = bytes_field("plain")
+
+
+@message("secagg/aggregate-opening")
+@dataclass(frozen=True, eq=False)
+class AggregateOpening(Message):
+    """Coordinator → contributors (and auditors): the unmasked aggregate with every
+    contributor's signed commitment. Anyone can check that the aggregate opens the product of
+    the commitments: a coordinator that lies about the sum is caught."""
+
+    round: int
+    contributors: tuple[str, ...]
+    commitments: tuple[bytes, ...] = bytes_field("public")
+    proof_digests: tuple[bytes, ...] = bytes_field("public")
+    signatures: tuple[bytes, ...] = bytes_field("public")
+    # The summed words: update, weight, then the blinding's eight 32-bit limbs.
+    total: np.ndarray = array_field("uint64", protection="public")

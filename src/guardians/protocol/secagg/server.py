@@ -14,11 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from guardians import codec
 from guardians.codec import Message
 from guardians.crypto import shamir
 from guardians.crypto.errors import CryptoError
+from guardians.crypto.hashing import tagged_hash
 from guardians.crypto.hybrid import HybridPublic
 from guardians.crypto.sign import VerifyKey
+from guardians.crypto.zk import norm
 from guardians.errors import (
     ConfigError,
     LocalProtocolError,
@@ -29,6 +32,7 @@ from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
 from guardians.protocol.messages import GlobalModel, StatsRequest, StatsResult, TrainInstruction
 from guardians.protocol.round import RoundResult, Send, ServerStep, _apply_delta
+from guardians.protocol.secagg import contrib
 from guardians.protocol.secagg.client import (
     advertise_payload,
     encaps_payload,
@@ -39,6 +43,7 @@ from guardians.protocol.secagg.client import (
 from guardians.protocol.secagg.graph import default_degree, neighbourhoods
 from guardians.protocol.secagg.messages import (
     Advertise,
+    AggregateOpening,
     ConsistencyCheck,
     ConsistencySignature,
     Encaps,
@@ -85,10 +90,13 @@ class SecureRound:
         server_step: ServerStep = _apply_delta,
         max_weight: int = 1 << 24,
         purpose: str = "train",
+        norm_bound: float | None = None,
     ) -> None:
         """``purpose="train"`` aggregates model updates (weighted by sample counts);
         ``"stats"`` sums members' feature statistics (count, Σx, Σx²) into the standardizer,
-        ``global_params`` then only giving the feature count (its length)."""
+        ``global_params`` then only giving the feature count (its length). ``norm_bound``
+        turns on contribution proofs: each member proves ‖update‖₂ ≤ norm_bound, and the
+        unmasked aggregate must open the product of the accepted members' commitments."""
         if purpose not in ("train", "stats"):
             raise LocalProtocolError(f"unknown secure-round purpose {purpose!r}")
         self.purpose = purpose
@@ -114,6 +122,16 @@ class SecureRound:
         self.server_step = server_step
         self.n_features = self.global_params.shape[0]
         self.dim = self.n_features if purpose == "train" else 1 + 2 * self.n_features
+        self.norm_bound = float(norm_bound or 0.0)
+        self.statement: norm.NormStatement | None = None
+        if self.norm_bound > 0:
+            if purpose != "train":
+                raise ConfigError("contribution proofs apply to model updates only")
+            self.statement = contrib.statement(self.dim, self.norm_bound, self.fp, max_weight)
+        self.words = self.dim + 1 + (contrib.LIMBS if self.statement else 0)
+        self._proofs: dict[str, norm.NormProof] = {}
+        self.rejected: dict[str, str] = {}
+        self.opening: AggregateOpening | None = None
         self.stage_index = 0
         self.alive: set[str] = set(self.selected)
         self.dropped: dict[str, str] = {}
@@ -198,13 +216,24 @@ class SecureRound:
             if not set(msg.recipients) <= allowed or len(msg.recipients) != len(msg.ciphertexts):
                 raise bad("share ciphertexts for members outside its live neighbourhood")
         elif isinstance(msg, MaskedInput):
-            if msg.masked.shape != (self.dim + 1,) or msg.masked.dtype != self.fp.dtype:
+            if msg.masked.shape != (self.words,) or msg.masked.dtype != self.fp.dtype:
                 raise bad(
                     f"masked input of shape {msg.masked.shape} and dtype {msg.masked.dtype}, "
-                    f"expected ({self.dim + 1},) {self.fp.dtype}"
+                    f"expected ({self.words},) {self.fp.dtype}"
                 )
             if not 0 <= msg.clipped <= self.dim:
                 raise bad(f"implausible clipped count {msg.clipped}")
+            if self.statement is not None:
+                self.directory[sender].verify(
+                    msg.signature,
+                    contrib.signed_payload(self.consortium, self.round, sender, msg.commitment,
+                                           contrib.proof_digest(msg.proof)),
+                    contrib.SIGNATURE_CONTEXT,
+                )  # fmt: skip
+                # Parsed now (cheap), verified for all members at once when the stage closes.
+                self._proofs[sender] = norm.NormProof.from_bytes(msg.proof, self.statement)
+            elif msg.commitment or msg.proof or msg.signature:
+                raise bad("contribution proof in a round without contribution proofs")
         elif isinstance(msg, ConsistencySignature):
             self.directory[sender].verify(
                 msg.signature,
@@ -256,7 +285,7 @@ class SecureRound:
             round=self.round, participants=self.selected, degree=self.degree,
             threshold=self.threshold, modulus_bits=self.fp.modulus_bits,
             scale_bits=self.fp.scale_bits, clip=self.fp.clip, dim=self.dim,
-            max_weight=self.max_weight,
+            max_weight=self.max_weight, norm_bound=self.norm_bound,
         )  # fmt: skip
         return [s for m in self.selected for s in (Send(m, instr), Send(m, setup))]
 
@@ -269,6 +298,8 @@ class SecureRound:
         }[self.stage]  # fmt: skip
         store.update(self.replies)  # type: ignore[arg-type]
         self.replies = {}
+        if self.stage == "masked" and self.statement is not None:
+            self._verify_contributions()
         if len(store) < self.threshold:
             self.finished = True
             raise RoundAbortedError(
@@ -329,6 +360,24 @@ class SecureRound:
             return [Send(m, unmask) for m in signers]
         return None  # unmask replies are in
 
+    def _verify_contributions(self) -> None:
+        """Check every contribution proof (one batched MSM); exclude the members whose proof
+        fails. Their masked input is discarded and, like a dropout's, their pairwise masks are
+        recovered — their self-mask never is, so the update stays hidden."""
+        assert self.statement is not None
+        names = sorted(self.masked)
+        items = [(contrib.proof_context(self.consortium, self.round, m),
+                  self.masked[m].commitment, self._proofs[m]) for m in names]  # fmt: skip
+        for i, reason in norm.verify_batch(self.statement, items).items():
+            m = names[i]
+            digest = contrib.proof_digest(self.masked[m].proof).hex()
+            com = self.masked[m].commitment.hex()
+            self.rejected[m] = (
+                f"contribution proof rejected ({reason}); commitment {com}, proof digest {digest}"
+            )
+            del self.masked[m]
+            self.drop(m, self.rejected[m])
+
     # --- unmasking ----------------------------------------------------------------------------
     def _reconstruct(self, owner: str, points: list[tuple[int, bytes]], what: str) -> bytes:
         if len(points) < self.threshold:
@@ -341,7 +390,7 @@ class SecureRound:
 
     def unmasked_sum(self) -> np.ndarray:
         """Σ survivors' encoded updates mod 2^b, after removing every mask."""
-        n = self.dim + 1
+        n = self.words
         fp = self.fp
         total = np.zeros(n, dtype=fp.dtype)
         for mi in self.masked.values():
@@ -383,6 +432,24 @@ class SecureRound:
             raise RoundAbortedError(f"round {self.round}: unmasking failed: {exc}") from None
         # Masks that failed to cancel (a withheld share, a bad share, a lying member) leave
         # uniform noise in the weight word: check it against what honest weights can sum to.
+        if self.statement is not None:
+            names = tuple(sorted(self.masked))
+            m = [self.masked[x] for x in names]
+            self.opening = AggregateOpening(
+                round=self.round, contributors=names, commitments=tuple(x.commitment for x in m),
+                proof_digests=tuple(contrib.proof_digest(x.proof) for x in m),
+                signatures=tuple(x.signature for x in m), total=total.astype(np.uint64),
+            )  # fmt: skip
+            try:
+                contrib.verify_opening(self.consortium, self.directory, self.statement,
+                                       self.opening)  # fmt: skip
+            except (norm.AggregateMismatchError, CryptoError) as exc:
+                raise RoundAbortedError(
+                    f"round {self.round}: the unmasked aggregate does not open the contributors' "
+                    f"commitments (a member masked other words than it committed to, or a share "
+                    f"was wrong): {exc}; no aggregate released"
+                ) from None
+            total = total[: self.dim + 1]
         weight = int(total[-1])
         if not len(self.masked) <= weight <= self.max_weight * len(self.masked):
             raise RoundAbortedError(
@@ -409,9 +476,15 @@ class SecureRound:
             mean_loss=float("nan"),  # individual losses stay private too
             dropped=dict(self.dropped),
             clipped=self.clipped,
+            rejected=dict(self.rejected),
+            verified=self.opening is not None,
+            aggregate_digest=tagged_hash("secagg/aggregate-opening", codec.encode(self.opening))
+            if self.opening
+            else b"",
         )
         gm = GlobalModel(round=self.round, params=params)
-        return result, [Send(m, gm) for m in recipients]
+        sends = [Send(m, self.opening) for m in self.opening.contributors] if self.opening else []
+        return result, sends + [Send(m, gm) for m in recipients]
 
     def _finish_stats(self, recipients: Iterable[str]) -> tuple[Standardizer, list[Send]]:
         mean, weight = self._aggregate()

@@ -1,0 +1,117 @@
+"""Contribution proofs inside a secure-aggregation round (shared by members, coordinator and
+auditors).
+
+A member commits to exactly the words it feeds into secure aggregation (its weighted,
+fixed-point update, then its weight), proves ‖update‖₂ ≤ B on that commitment, signs
+(commitment, proof digest), and appends its commitment blinding as eight 32-bit limbs to the
+masked words, so the unmasked total also carries Σ blindings. The coordinator verifies every
+proof before fixing the survivor set (a bad proof excludes the member, whose masked input is
+then discarded like a dropout's), and publishes an :class:`AggregateOpening` anyone can check
+against the signed commitments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from guardians.crypto.hashing import frame_all, tagged_hash
+from guardians.crypto.sign import SigningKey, VerifyKey
+from guardians.crypto.zk import norm
+from guardians.crypto.zk.sigma import Context
+from guardians.errors import ConfigError
+from guardians.protocol.secagg.messages import AggregateOpening
+from guardians.protocol.secagg.quantize import FixedPoint
+
+LIMBS = 8
+PURPOSE = "secagg/contribution"
+SIGNATURE_CONTEXT = b"secagg/contribution"
+
+
+def statement(dim: int, norm_bound: float, fp: FixedPoint, max_weight: int) -> norm.NormStatement:
+    if fp.modulus_bits != 64:
+        raise ConfigError("contribution proofs need 64-bit secure-aggregation words")
+    return norm.NormStatement.for_update(dim, norm_bound, fp.scale_bits, max_weight)
+
+
+def proof_context(consortium: str, round: int, member: str) -> Context:
+    return Context(consortium=consortium, round=round, member=member, purpose=PURPOSE)
+
+
+def proof_digest(proof: bytes) -> bytes:
+    return tagged_hash("secagg/contribution-proof", proof)
+
+
+def signed_payload(
+    consortium: str, round: int, member: str, commitment: bytes, digest: bytes
+) -> bytes:
+    return frame_all(consortium.encode(), round.to_bytes(8, "big"), member.encode(),
+                     commitment, digest)  # fmt: skip
+
+
+def l2_clip(x: np.ndarray, norm_bound: float, weight: int, scale_bits: int, dim: int) -> np.ndarray:
+    """Scale ``x`` so that round(weight·x·2^f) stays within the proven bound even after
+    stochastic rounding (which can add up to 1 per coordinate: √d in norm)."""
+    b_int = math.floor(norm_bound * 2.0**scale_bits)
+    room = (b_int * weight - math.sqrt(dim) - 1) / (weight * 2.0**scale_bits)
+    nrm = float(np.linalg.norm(x))
+    if room <= 0:
+        return np.zeros_like(x)
+    return x if nrm <= room else x * (room / nrm)
+
+
+def signed_values(words: np.ndarray) -> np.ndarray:
+    """Two's-complement 64-bit words → the signed integers they encode."""
+    return np.asarray(words, dtype=np.uint64).view(np.int64)
+
+
+def contribute(
+    consortium: str,
+    round: int,
+    member: str,
+    identity: SigningKey,
+    stmt: norm.NormStatement,
+    words: np.ndarray,
+) -> tuple[np.ndarray, bytes, bytes, bytes]:
+    """(words with blinding limbs appended, commitment, proof bytes, signature)."""
+    commitment, opening = norm.commit(stmt, signed_values(words))
+    proof = norm.prove(proof_context(consortium, round, member), stmt, commitment, opening)
+    data = proof.to_bytes()
+    sig = identity.sign(
+        signed_payload(consortium, round, member, commitment, proof_digest(data)),
+        SIGNATURE_CONTEXT,
+    )
+    extended = np.concatenate([np.asarray(words, np.uint64), norm.blinding_limbs(opening.blinding)])
+    return extended, commitment, data, sig
+
+
+def verify_opening(
+    consortium: str,
+    directory: Mapping[str, VerifyKey],
+    stmt: norm.NormStatement,
+    opening: AggregateOpening,
+) -> np.ndarray:
+    """Check every contributor's signature on its commitment and that the aggregate opens their
+    product; return the aggregate words (update sum, then weight sum). Raises
+    :class:`~guardians.crypto.errors.SignatureError` or :class:`norm.AggregateMismatchError`."""
+    n = len(opening.contributors)
+    if not (len(opening.commitments) == len(opening.proof_digests) == len(opening.signatures) == n):
+        raise norm.AggregateMismatchError("aggregate opening has lists of different lengths")
+    if len(set(opening.contributors)) != n:
+        raise norm.AggregateMismatchError("aggregate opening lists a contributor twice")
+    if opening.total.shape != (stmt.dim + 1 + LIMBS,):
+        raise norm.AggregateMismatchError(
+            f"aggregate of shape {opening.total.shape}, expected ({stmt.dim + 1 + LIMBS},)"
+        )
+    for m, com, dg, sig in zip(opening.contributors, opening.commitments, opening.proof_digests,
+                               opening.signatures, strict=True):  # fmt: skip
+        key = directory.get(m)
+        if key is None:
+            raise norm.AggregateMismatchError(f"contributor {m!r} has no known identity key")
+        key.verify(sig, signed_payload(consortium, opening.round, m, com, dg), SIGNATURE_CONTEXT)
+    words = opening.total[: stmt.dim + 1]
+    blinding = norm.blinding_from_limbs(opening.total[stmt.dim + 1 :])
+    norm.check_aggregate(stmt, opening.commitments, signed_values(words), blinding)
+    return words

@@ -1,0 +1,278 @@
+"""Contribution proofs inside secure aggregation: bad proofs exclude their maker, the aggregate
+opens the accepted members' commitments, and a coordinator that lies about it is caught."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from guardians import codec
+from guardians.crypto.sign import SigningKey
+from guardians.crypto.zk import norm
+from guardians.errors import ConfigError, RemoteProtocolError, RoundAbortedError
+from guardians.learning.models import LogisticRegression
+from guardians.learning.train import TrainConfig
+from guardians.node.coordinator import CoordinatorNode
+from guardians.protocol.messages import GlobalModel, TrainInstruction
+from guardians.protocol.secagg import contrib
+from guardians.protocol.secagg.client import SecAggMember
+from guardians.protocol.secagg.messages import AggregateOpening, MaskedInput
+from guardians.protocol.secagg.quantize import FixedPoint
+from guardians.protocol.secagg.server import SecureRound
+
+NAMES = tuple(f"m{i}" for i in range(6))
+D = 12
+BOUND = 1.0
+FP = FixedPoint(scale_bits=16)
+
+Tamper = Callable[[str, codec.Message], codec.Message]
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, SigningKey]:
+    return {m: SigningKey.generate() for m in NAMES}
+
+
+def wire(msg: codec.Message) -> codec.Message:
+    return codec.decode(codec.encode(msg))
+
+
+class Verifiable:
+    def __init__(self, keys, n: int = 5, *, vectors=None, norm_bound: float | None = BOUND,
+                 round: int = 1) -> None:  # fmt: skip
+        self.ids = NAMES[:n]
+        self.directory = {m: keys[m].verify_key for m in self.ids}
+        rng = np.random.default_rng(round)
+        self.vectors = vectors or {m: rng.normal(0, 0.2, D) for m in self.ids}
+        self.weights = {m: 10 * (i + 1) for i, m in enumerate(self.ids)}
+        self.server = SecureRound(
+            consortium="c", round=round, selected=self.ids, directory=self.directory,
+            global_params=np.zeros(D, np.float32), train=TrainConfig(), fixed_point=FP,
+            max_weight=1000, norm_bound=norm_bound,
+        )  # fmt: skip
+        self.members = {
+            m: SecAggMember(
+                member=m,
+                consortium="c",
+                identity=keys[m],
+                directory=self.directory,
+                vector=self.vectors[m],
+                weight=self.weights[m],
+                rng=np.random.default_rng(i),
+            )
+            for i, m in enumerate(self.ids)
+        }
+        self.refused: dict[str, str] = {}
+
+    def run(self, tamper: Tamper | None = None, silent: frozenset[str] = frozenset()):
+        sends = [s for s in self.server.start() if not isinstance(s.message, TrainInstruction)]
+        while sends is not None:
+            for s in sends:
+                if s.to in silent and self.server.stage == "masked":
+                    continue
+                for r in self.members[s.to].receive(wire(s.message)):
+                    r = wire(r)
+                    if tamper is not None:
+                        r = tamper(s.to, r)
+                    try:
+                        self.server.receive(s.to, r)
+                    except RemoteProtocolError as exc:
+                        self.refused[s.to] = str(exc)
+            sends = self.server.advance()
+        return self.server.finish(self.ids)
+
+    def deliver(self, sends, change: Callable[[AggregateOpening], AggregateOpening] | None = None):
+        """Hand the aggregate openings to the contributors; {member: error} for refusals."""
+        errors = {}
+        for s in sends:
+            if isinstance(s.message, AggregateOpening):
+                msg = change(s.message) if change else s.message
+                try:
+                    self.members[s.to].receive(wire(msg))
+                except RemoteProtocolError as exc:
+                    errors[s.to] = str(exc)
+        return errors
+
+
+def test_honest_round_is_verified_by_every_contributor(keys):
+    v = Verifiable(keys)
+    result, sends = v.run()
+    assert result.verified and result.rejected == {}
+    assert result.contributors == v.ids
+    assert v.deliver(sends) == {}
+    totals = [v.members[m].verified_total for m in v.ids]
+    assert all(np.array_equal(t, totals[0]) for t in totals)
+    assert int(totals[0][-1]) == sum(v.weights.values())
+    expected = sum(v.weights[m] * v.vectors[m] for m in v.ids) / sum(v.weights.values())
+    np.testing.assert_allclose(result.params, expected, atol=1e-4)
+    assert any(isinstance(s.message, GlobalModel) for s in sends)
+
+
+def test_updates_above_the_bound_are_scaled_into_it(keys):
+    vectors = {m: np.full(D, 0.1) for m in NAMES[:5]}
+    vectors["m2"] = np.full(D, 3.0)  # norm ≈ 10.4, far above the bound of 1
+    v = Verifiable(keys, vectors=vectors)
+    result, sends = v.run()
+    assert result.verified and result.rejected == {}
+    assert v.deliver(sends) == {}
+    words = v.members["m0"].verified_total
+    # m2's share of the sum has norm ≤ 1 per unit weight: its influence is bounded.
+    assert np.linalg.norm(result.params - 0.1) < 1.0 * v.weights["m2"] / sum(v.weights.values())
+    assert int(words[-1]) == sum(v.weights.values())
+
+
+def _resign(keys, member: str, msg: MaskedInput, **change) -> MaskedInput:
+    new = dataclasses.replace(msg, **change)
+    sig = keys[member].sign(
+        contrib.signed_payload("c", 1, member, new.commitment, contrib.proof_digest(new.proof)),
+        contrib.SIGNATURE_CONTEXT,
+    )
+    return dataclasses.replace(new, signature=sig)
+
+
+def test_a_bad_proof_excludes_its_maker_and_the_rest_aggregate(keys):
+    def tamper(member, msg):
+        if member == "m1" and isinstance(msg, MaskedInput):
+            proof = bytearray(msg.proof)
+            proof[-40] ^= 1  # the member itself sends a wrong proof (validly signed)
+            return _resign(keys, member, msg, proof=bytes(proof))
+        return msg
+
+    v = Verifiable(keys)
+    result, sends = v.run(tamper)
+    assert set(result.rejected) == {"m1"}
+    assert "contribution proof rejected" in result.rejected["m1"]
+    assert "m1" not in result.contributors and result.verified
+    assert v.deliver(sends) == {}
+    others = [m for m in v.ids if m != "m1"]
+    expected = sum(v.weights[m] * v.vectors[m] for m in others) / sum(v.weights[m] for m in others)
+    np.testing.assert_allclose(result.params, expected, atol=1e-4)
+
+
+def test_a_proof_replayed_from_another_member_is_rejected(keys):
+    stolen = {}
+
+    def tamper(member, msg):
+        if isinstance(msg, MaskedInput):
+            if member == "m0":
+                stolen["m0"] = msg
+            elif member == "m3":
+                m0 = stolen["m0"]
+                return _resign(keys, member, msg, commitment=m0.commitment, proof=m0.proof)
+        return msg
+
+    v = Verifiable(keys)
+    result, _ = v.run(tamper)
+    assert set(result.rejected) == {"m3"}
+
+
+@pytest.mark.parametrize("field", ["commitment", "proof", "signature"])
+def test_a_relay_cannot_alter_a_signed_contribution(keys, field):
+    def tamper(member, msg):
+        if member == "m2" and isinstance(msg, MaskedInput):
+            data = bytearray(getattr(msg, field))
+            data[5] ^= 1
+            return dataclasses.replace(msg, **{field: bytes(data)})
+        return msg
+
+    v = Verifiable(keys)
+    result, _ = v.run(tamper)
+    assert "m2" in v.refused and "m2" not in result.contributors
+    assert result.verified
+
+
+def test_masking_other_words_than_committed_aborts_the_round(keys):
+    """A member proves a small committed update but masks a huge one: the opening check fails
+    and the poisoned aggregate is never released."""
+
+    def tamper(member, msg):
+        if member == "m4" and isinstance(msg, MaskedInput):
+            masked = msg.masked.copy()
+            masked[0] += np.uint64(1 << 40)
+            return dataclasses.replace(msg, masked=masked)
+        return msg
+
+    v = Verifiable(keys)
+    with pytest.raises(RoundAbortedError, match="does not open"):
+        v.run(tamper)
+
+
+@pytest.mark.parametrize("lie", ["sum", "weight", "blinding", "commitment", "contributors",
+                                 "signature"])  # fmt: skip
+def test_members_catch_a_coordinator_that_lies_about_the_aggregate(keys, lie):
+    v = Verifiable(keys)
+    _, sends = v.run()
+
+    def change(op: AggregateOpening) -> AggregateOpening:
+        total = op.total.copy()
+        if lie == "sum":
+            total[3] += np.uint64(1 << 18)  # a shifted coordinate: a poisoned model
+            return dataclasses.replace(op, total=total)
+        if lie == "weight":
+            total[D] += np.uint64(5)
+            return dataclasses.replace(op, total=total)
+        if lie == "blinding":
+            total[D + 1] += np.uint64(1)
+            return dataclasses.replace(op, total=total)
+        if lie == "commitment":  # a forged commitment for m1 that would explain a shifted sum
+            fake, _ = norm.commit(v.server.statement, np.zeros(D + 1, np.int64))
+            coms = list(op.commitments)
+            coms[1] = fake
+            return dataclasses.replace(op, commitments=tuple(coms))
+        if lie == "contributors":
+            return dataclasses.replace(
+                op, contributors=op.contributors[:-1], commitments=op.commitments[:-1],
+                proof_digests=op.proof_digests[:-1], signatures=op.signatures[:-1],
+            )  # fmt: skip
+        sigs = list(op.signatures)
+        sigs[0], sigs[1] = sigs[1], sigs[0]
+        return dataclasses.replace(op, signatures=tuple(sigs))
+
+    errors = v.deliver(sends, change)
+    assert set(errors) == set(v.ids)
+    assert all(v.members[m].verified_total is None for m in v.ids)
+
+
+def test_the_opening_is_accepted_once(keys):
+    v = Verifiable(keys)
+    _, sends = v.run()
+    assert v.deliver(sends) == {}
+    assert set(v.deliver(sends)) == set(v.ids)  # a replayed opening is refused
+
+
+def test_dropout_at_the_masked_stage_with_proofs(keys):
+    v = Verifiable(keys, n=6)
+    result, sends = v.run(silent=frozenset({"m5"}))
+    assert result.verified and "m5" not in result.contributors
+    assert v.deliver(sends) == {}
+
+
+def test_proof_fields_in_a_round_without_proofs_are_refused(keys):
+    def tamper(member, msg):
+        if member == "m0" and isinstance(msg, MaskedInput):
+            return dataclasses.replace(msg, proof=b"x")
+        return msg
+
+    v = Verifiable(keys, norm_bound=None)
+    result, sends = v.run(tamper)
+    assert "m0" in v.refused and not result.verified
+    assert not any(isinstance(s.message, AggregateOpening) for s in sends)
+
+
+def test_configuration_errors(keys):
+    directory = {m: keys[m].verify_key for m in NAMES[:3]}
+    with pytest.raises(ConfigError, match="64-bit"):
+        SecureRound(consortium="c", round=1, selected=NAMES[:3], directory=directory,
+                    global_params=np.zeros(4), train=TrainConfig(),
+                    fixed_point=FixedPoint(modulus_bits=32, scale_bits=8, clip=1.0),
+                    max_weight=10, norm_bound=1.0)  # fmt: skip
+    with pytest.raises(ConfigError, match="model updates"):
+        SecureRound(consortium="c", round=0, selected=NAMES[:3], directory=directory,
+                    global_params=np.zeros(4), train=TrainConfig(), max_weight=1,
+                    purpose="stats", norm_bound=1.0)  # fmt: skip
+    with pytest.raises(ConfigError, match="secure aggregation"):
+        CoordinatorNode(NAMES[:3], LogisticRegression(4, 2), TrainConfig(),
+                        np.random.default_rng(0), n_features=4, norm_bound=1.0)  # fmt: skip
