@@ -35,6 +35,13 @@ def test_quick_demo_writes_report_metrics_and_scorecard(quick_demo):
     assert eg["federated"]["raw_records"] == 0
     assert eg["centralized"]["raw_records"] == metrics["dataset"]["train_records"]
     assert "wdbc" in metrics and metrics["wdbc"]["dataset"]["name"] == "wdbc"
+    # Contribution proofs are on by default: every aggregate opened its commitments.
+    cost = metrics["federated"]["compute"]
+    assert cost["proofs"] and cost["norm_bound"] == 2.0
+    assert cost["masked_input_s_per_member_round"] > 0 and cost["verify_s_per_round"] > 0
+    assert cost["masked_input_bytes_per_member_round"] > 32 * cost["params"]
+    assert all(r["verified"] and not r["rejected"] for r in metrics["federated"]["per_round"])
+    assert metrics["wdbc"]["federated"]["compute"]["proofs"]
 
     card = json.loads((quick_demo / "scorecard.json").read_text())
     ids = {r["id"] for r in card["rows"]}
@@ -141,6 +148,29 @@ def test_bench_ledger_runs_and_reports_the_anchor():
     for key in ("appends_per_s", "inclusion_proofs_per_s", "verifications_per_s"):
         assert res[key] > 0
     assert res["anchor_appends_per_s"] == 2900
+
+
+def test_bench_zk_reports_the_keys_and_a_verified_round():
+    r = _run(
+        "bench", "zk", "--params", "256", "--params", "512", "--round-params", "600",
+        "--members", "4", "--rounds", "2", "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["params"] == 512 and [s["params"] for s in res["sizes"]] == [256, 512]
+    for key in ("prove_us_per_param", "verify_us_per_param", "proof_bytes"):
+        assert res[key] > 0
+    assert res["proof_bytes"] > 32 * 513  # the response vector alone
+    rnd = res["round"]
+    assert rnd["members"] == 4 and 500 < rnd["params"] < 700
+    assert res["round_overhead_vs_plaintext"] == rnd["round_overhead_vs_plaintext"] > 1
+    assert rnd["verifiable"]["steps_max_s"]["secagg/aggregate-opening"] > 0
+    assert res["anchor"]["prove_us_per_param"] == pytest.approx(60.27, abs=0.01)
+
+
+def test_bench_zk_refuses_silly_sizes():
+    r = _run("bench", "zk", "--params", str(1 << 21), "--no-round")
+    assert r.exit_code != 0 and "2^20" in r.output
 
 
 def test_demo_ledger_verifies_and_tampering_fails(quick_demo, tmp_path):

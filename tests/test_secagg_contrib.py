@@ -42,16 +42,16 @@ def wire(msg: codec.Message) -> codec.Message:
 
 class Verifiable:
     def __init__(self, keys, n: int = 5, *, vectors=None, norm_bound: float | None = BOUND,
-                 round: int = 1) -> None:  # fmt: skip
+                 round: int = 1, weight: int | None = None) -> None:  # fmt: skip
         self.ids = NAMES[:n]
         self.directory = {m: keys[m].verify_key for m in self.ids}
         rng = np.random.default_rng(round)
         self.vectors = vectors or {m: rng.normal(0, 0.2, D) for m in self.ids}
-        self.weights = {m: 10 * (i + 1) for i, m in enumerate(self.ids)}
+        self.weights = {m: weight or 10 * (i + 1) for i, m in enumerate(self.ids)}
         self.server = SecureRound(
             consortium="c", round=round, selected=self.ids, directory=self.directory,
             global_params=np.zeros(D, np.float32), train=TrainConfig(), fixed_point=FP,
-            max_weight=1000, norm_bound=norm_bound,
+            max_weight=max(1000, weight or 0), norm_bound=norm_bound,
         )  # fmt: skip
         self.members = {
             m: SecAggMember(
@@ -276,3 +276,13 @@ def test_configuration_errors(keys):
     with pytest.raises(ConfigError, match="secure aggregation"):
         CoordinatorNode(NAMES[:3], LogisticRegression(4, 2), TrainConfig(),
                         np.random.default_rng(0), n_features=4, norm_bound=1.0)  # fmt: skip
+
+
+def test_float32_updates_far_above_the_bound_still_prove(keys):
+    """Large float32 updates scaled onto the bound must not overshoot it by rounding."""
+    rng = np.random.default_rng(11)
+    vectors = {m: (rng.normal(0, 1.0, D) * 50).astype(np.float32) for m in NAMES[:4]}
+    v = Verifiable(keys, n=4, vectors=vectors, weight=60000)
+    result, sends = v.run()
+    assert result.verified and result.rejected == {} and v.refused == {}
+    assert v.deliver(sends) == {}

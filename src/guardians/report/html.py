@@ -126,6 +126,38 @@ def _privacy(m: dict[str, Any]) -> str:
     )
 
 
+def _proofs(m: dict[str, Any]) -> str:
+    c = m["federated"].get("compute") or {}
+    if not c.get("proofs"):
+        return ""
+    rounds = m["federated"]["per_round"]
+    verified = sum(bool(r.get("verified")) for r in rounds)
+    rejected = sum(len(r.get("rejected", [])) for r in rounds)
+    kb = c.get("masked_input_bytes_per_member_round", 0) / 1e3
+    rows = [
+        ["local training (context)", _f(c["train_s_per_member_round"], 3), "per member per round"],
+        ["encode, commit, prove and mask", _f(c["masked_input_s_per_member_round"], 3),
+         "per member per round"],
+        ["check the aggregate opening", _f(c["opening_check_s_per_member_round"], 3),
+         "per member per round"],
+        ["verify every proof (one batch)", _f(c["verify_s_per_round"], 3),
+         "coordinator, per round"],
+        ["unmask and check the opening", _f(c["finish_s_per_round"], 3), "coordinator, per round"],
+    ]  # fmt: skip
+    return (
+        "<h2>Contribution proofs</h2><p>Each member commits to its quantized update "
+        "(a vector Pedersen commitment on BLS12-381) and proves in zero knowledge that its L2 "
+        f"norm is at most {_e(c['norm_bound'])} per unit of weight; the coordinator verifies "
+        "every proof before fixing who is aggregated, and every contributor checks that the "
+        "unmasked aggregate opens the product of the signed commitments, so a coordinator that "
+        f"lies about the sum is caught. {_e(c['params'])} parameters; "
+        f"{kb:,.0f} kB sent per "
+        f"member per round (masked words, commitment, proof). {verified} of {len(rounds)} "
+        f"aggregates verified; {rejected} proofs rejected.</p>"
+        + _table(["step", "seconds", "who"], rows)
+    )
+
+
 def _ledger(m: dict[str, Any]) -> str:
     led = m["federated"].get("ledger")
     if not led:
@@ -281,6 +313,7 @@ crossing a member's boundary and scans it for the member's records.</p>
 <h2>Data boundary (egress record)</h2>
 {_egress(main)}
 {_privacy(main)}
+{_proofs(main)}
 {_ledger(main)}
 
 {wdbc_html}

@@ -356,6 +356,11 @@ class SecAggMember:
             vector = contrib.l2_clip(vector, self._norm_bound, self.weight, fp.scale_bits,
                                      len(vector))  # fmt: skip
         words, self.clipped = fp.encode(vector, self.weight, self.rng)
+        for shrink in (1e-6, 1e-4, 1e-2):  # float rounding at the very edge: never in practice
+            if self.statement is None or contrib.within_bound(self.statement, words):
+                break
+            vector = vector * (1 - shrink)
+            words, self.clipped = fp.encode(vector, self.weight, self.rng)
         proof = b""
         signature = b""
         if self.statement is not None:

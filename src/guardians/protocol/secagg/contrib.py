@@ -55,11 +55,18 @@ def l2_clip(x: np.ndarray, norm_bound: float, weight: int, scale_bits: int, dim:
     """Scale ``x`` so that round(weight·x·2^f) stays within the proven bound even after
     stochastic rounding (which can add up to 1 per coordinate: √d in norm)."""
     b_int = math.floor(norm_bound * 2.0**scale_bits)
-    room = (b_int * weight - math.sqrt(dim) - 1) / (weight * 2.0**scale_bits)
+    # float64 throughout: a float32 norm is off by ~1e-7 relative, more than the margin.
+    x = np.asarray(x, dtype=np.float64)
+    room = (b_int * weight - math.sqrt(dim) - 1) / (weight * 2.0**scale_bits) * (1 - 1e-9)
     nrm = float(np.linalg.norm(x))
     if room <= 0:
         return np.zeros_like(x)
     return x if nrm <= room else x * (room / nrm)
+
+
+def within_bound(stmt: norm.NormStatement, words: np.ndarray) -> bool:
+    v = signed_values(words)
+    return sum(a * a for a in v[:-1].tolist()) <= stmt.bound_sq * int(v[-1]) ** 2
 
 
 def signed_values(words: np.ndarray) -> np.ndarray:
