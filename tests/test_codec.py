@@ -115,6 +115,10 @@ def samples():
             proof_digests=(b"p" * 32, b"q" * 32), signatures=(b"s" * 9, b"t" * 9),
             total=np.arange(12, dtype=np.uint64),
         ),
+        sa.ContributionEvidence(
+            round=2, member="a", reason="does not verify", commitment=b"c" * 48,
+            proof=b"p" * 70, signature=b"s" * 9,
+        ),
     ]  # fmt: skip
 
 

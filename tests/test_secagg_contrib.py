@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from guardians import codec
+from guardians.crypto.errors import SignatureError
 from guardians.crypto.sign import SigningKey
 from guardians.crypto.zk import norm
 from guardians.errors import ConfigError, RemoteProtocolError, RoundAbortedError
@@ -19,7 +20,11 @@ from guardians.node.coordinator import CoordinatorNode
 from guardians.protocol.messages import GlobalModel, TrainInstruction
 from guardians.protocol.secagg import contrib
 from guardians.protocol.secagg.client import SecAggMember
-from guardians.protocol.secagg.messages import AggregateOpening, MaskedInput
+from guardians.protocol.secagg.messages import (
+    AggregateOpening,
+    ContributionEvidence,
+    MaskedInput,
+)
 from guardians.protocol.secagg.quantize import FixedPoint
 from guardians.protocol.secagg.server import SecureRound
 
@@ -145,6 +150,13 @@ def test_a_bad_proof_excludes_its_maker_and_the_rest_aggregate(keys):
     result, sends = v.run(tamper)
     assert set(result.rejected) == {"m1"}
     assert "contribution proof rejected" in result.rejected["m1"]
+    # The evidence is the member's own signed commitment and proof: anyone can confirm it.
+    ev = codec.decode(result.evidence["m1"])
+    assert isinstance(ev, ContributionEvidence) and ev.member == "m1"
+    assert "does not verify" in contrib.check_evidence("c", v.directory, v.server.statement, ev)
+    forged = dataclasses.replace(ev, member="m2")  # blaming someone else needs their signature
+    with pytest.raises(SignatureError):
+        contrib.check_evidence("c", v.directory, v.server.statement, forged)
     assert "m1" not in result.contributors and result.verified
     assert v.deliver(sends) == {}
     others = [m for m in v.ids if m != "m1"]
@@ -286,3 +298,44 @@ def test_float32_updates_far_above_the_bound_still_prove(keys):
     result, sends = v.run()
     assert result.verified and result.rejected == {} and v.refused == {}
     assert v.deliver(sends) == {}
+
+
+def test_evidence_of_an_honest_proof_is_refused(keys):
+    """A coordinator cannot frame an honest member: its valid proof is not evidence."""
+    stolen = {}
+
+    def keep(member, msg):
+        if isinstance(msg, MaskedInput) and member == "m0":
+            stolen["m0"] = msg
+        return msg
+
+    v = Verifiable(keys)
+    v.run(keep)
+    mi = stolen["m0"]
+    ev = ContributionEvidence(round=1, member="m0", reason="made up", commitment=mi.commitment,
+                              proof=mi.proof, signature=mi.signature)  # fmt: skip
+    with pytest.raises(contrib.EvidenceError, match="verifies"):
+        contrib.check_evidence("c", v.directory, v.server.statement, ev)
+
+
+def test_rejected_proof_evidence_goes_beside_the_log(keys, tmp_path):
+    import hashlib
+
+    from guardians.engine.audit import AuditTrail
+
+    def tamper(member, msg):
+        if member == "m1" and isinstance(msg, MaskedInput):
+            proof = bytearray(msg.proof)
+            proof[100] ^= 1
+            return _resign(keys, member, msg, proof=bytes(proof))
+        return msg
+
+    v = Verifiable(keys)
+    result, _ = v.run(tamper)
+    trail = AuditTrail(tmp_path / "log", "test.example/log", v.ids)
+    trail.record_incident(1, "m1", result.rejected["m1"], "invalid-contribution-proof",
+                          result.evidence["m1"])  # fmt: skip
+    digest = hashlib.sha256(result.evidence["m1"]).hexdigest()
+    assert (tmp_path / "log" / "evidence" / f"{digest}.cbor").read_bytes() == result.evidence["m1"]
+    entry = codec.decode(trail.log.store.entry(trail.log.store.size - 1))
+    assert entry.kind == "invalid-contribution-proof" and entry.evidence_hash.hex() == digest

@@ -13,6 +13,7 @@ Directory layout::
     checkpoint    the latest cosigned checkpoint (C2SP signed note)
     trust.json    origin, log key, witness keys, quorum: what a verifier is configured with
     anchor.json   where checkpoints were anchored on Ethereum, and each anchored (size, root)
+    evidence/     signed evidence of rejected contributions, named by the digest on the log
 """
 
 from __future__ import annotations
@@ -116,11 +117,25 @@ class AuditTrail:
         )  # fmt: skip
 
     def record_incident(
-        self, round: int, member: str, detail: str, kind: str = "protocol-violation"
+        self,
+        round: int,
+        member: str,
+        detail: str,
+        kind: str = "protocol-violation",
+        evidence: bytes = b"",
     ) -> None:
-        ev = hashlib.sha256(f"guardians/v1/incident\n{round}\n{member}\n{detail}".encode())
+        """Log an incident. Signed evidence (a rejected contribution) is kept beside the log as
+        ``evidence/<sha256>.cbor`` and its digest goes on the log; otherwise the digest of the
+        observation itself."""
+        if evidence:
+            digest = hashlib.sha256(evidence).digest()
+            (self.dir / "evidence").mkdir(exist_ok=True)
+            (self.dir / "evidence" / f"{digest.hex()}.cbor").write_bytes(evidence)
+        else:
+            text = f"guardians/v1/incident\n{round}\n{member}\n{detail}"
+            digest = hashlib.sha256(text.encode()).digest()
         self.append(Incident(round=round, member=member, kind=kind,
-                             detail=detail[:500], evidence_hash=ev.digest()))  # fmt: skip
+                             detail=detail[:500], evidence_hash=digest))  # fmt: skip
 
     def checkpoint(self, timestamp: int | None = None) -> SignedNote:
         """Sign a checkpoint and have every member's witness cosign it."""

@@ -49,6 +49,7 @@ class Incident:
     member: str
     error: str
     kind: str = "protocol-violation"
+    evidence: bytes = b""  # signed by the member, when there is any (a rejected proof)
 
 
 @dataclass
@@ -145,13 +146,15 @@ class InProcessFederation:
         self.compute[(round, COORDINATOR, "finish")] += time.perf_counter() - t0
         self.coordinator.adopt(result)
         for member, reason in result.rejected.items():
-            self.run_record.incidents.append(
-                Incident(round, member, reason, kind="invalid-contribution-proof")
-            )
+            self.run_record.incidents.append(Incident(
+                round, member, reason, kind="invalid-contribution-proof",
+                evidence=result.evidence.get(member, b""),
+            ))  # fmt: skip
         if self.audit is not None:
             for inc in self.run_record.incidents:
                 if inc.round == round:
-                    self.audit.record_incident(round, inc.member, inc.error, inc.kind)
+                    self.audit.record_incident(round, inc.member, inc.error, inc.kind,
+                                               inc.evidence)  # fmt: skip
             self.audit.record_round(result, rule=self.coordinator.rule,
                                     privacy=self.coordinator.privacy)  # fmt: skip
             self.audit.checkpoint()

@@ -242,6 +242,8 @@ class RoundResult:
     clipped: int = 0
     # Members excluded because their contribution proof failed, with the evidence.
     rejected: dict[str, str] = field(default_factory=dict)
+    # For each rejected member: its signed commitment and proof (encoded ContributionEvidence).
+    evidence: dict[str, bytes] = field(default_factory=dict)
     # Whether the aggregate was checked against the contributors' commitments, and the digest
     # of that opening (aggregate and signed commitments) for the ledger.
     verified: bool = False

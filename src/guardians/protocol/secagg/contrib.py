@@ -17,15 +17,22 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from guardians.crypto.errors import CryptoError
 from guardians.crypto.hashing import frame_all, tagged_hash
 from guardians.crypto.sign import SigningKey, VerifyKey
 from guardians.crypto.zk import norm
 from guardians.crypto.zk.sigma import Context
-from guardians.errors import ConfigError
-from guardians.protocol.secagg.messages import AggregateOpening
+from guardians.errors import ConfigError, GuardiansError
+from guardians.protocol.secagg.messages import AggregateOpening, ContributionEvidence
 from guardians.protocol.secagg.quantize import FixedPoint
 
 LIMBS = 8
+
+
+class EvidenceError(GuardiansError):
+    """Evidence of a rejected contribution does not show misbehaviour."""
+
+
 PURPOSE = "secagg/contribution"
 SIGNATURE_CONTEXT = b"secagg/contribution"
 
@@ -122,3 +129,29 @@ def verify_opening(
     blinding = norm.blinding_from_limbs(opening.total[stmt.dim + 1 :])
     norm.check_aggregate(stmt, opening.commitments, signed_values(words), blinding)
     return words
+
+
+def check_evidence(
+    consortium: str,
+    directory: Mapping[str, VerifyKey],
+    stmt: norm.NormStatement,
+    ev: ContributionEvidence,
+) -> str:
+    """Confirm a rejection: the member signed this commitment and proof, and the proof does not
+    verify. Returns why it fails; raises ``SignatureError`` if the member did not sign it and
+    :class:`EvidenceError` if the proof in fact verifies."""
+    key = directory.get(ev.member)
+    if key is None:
+        raise EvidenceError(f"no identity key for {ev.member!r}")
+    key.verify(
+        ev.signature,
+        signed_payload(consortium, ev.round, ev.member, ev.commitment, proof_digest(ev.proof)),
+        SIGNATURE_CONTEXT,
+    )
+    ctx = proof_context(consortium, ev.round, ev.member)
+    try:
+        proof = norm.NormProof.from_bytes(ev.proof, stmt)
+        norm.verify(ctx, stmt, ev.commitment, proof)
+    except CryptoError as exc:
+        return str(exc)
+    raise EvidenceError(f"the proof of {ev.member!r} in round {ev.round} verifies: no misbehaviour")

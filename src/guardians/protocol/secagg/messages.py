@@ -180,3 +180,18 @@ class AggregateOpening(Message):
     signatures: tuple[bytes, ...] = bytes_field("public")
     # The summed words: update, weight, then the blinding's eight 32-bit limbs.
     total: np.ndarray = array_field("uint64", protection="public")
+
+
+@message("secagg/contribution-evidence")
+@dataclass(frozen=True, eq=False)
+class ContributionEvidence(Message):
+    """A rejected contribution as its maker signed it: anyone holding the member's identity key
+    can confirm that this member sent exactly this commitment and proof, and that the proof
+    fails (``contrib.check_evidence``). Kept beside the log; its digest goes on the log."""
+
+    round: int
+    member: str
+    reason: str
+    commitment: bytes = bytes_field("public")
+    proof: bytes = bytes_field("public")
+    signature: bytes = bytes_field("public")

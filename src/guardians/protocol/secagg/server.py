@@ -46,6 +46,7 @@ from guardians.protocol.secagg.messages import (
     AggregateOpening,
     ConsistencyCheck,
     ConsistencySignature,
+    ContributionEvidence,
     Encaps,
     EncapsRelay,
     Keys,
@@ -131,6 +132,7 @@ class SecureRound:
         self.words = self.dim + 1 + (contrib.LIMBS if self.statement else 0)
         self._proofs: dict[str, norm.NormProof] = {}
         self.rejected: dict[str, str] = {}
+        self.evidence: dict[str, bytes] = {}
         self.opening: AggregateOpening | None = None
         self.stage_index = 0
         self.alive: set[str] = set(self.selected)
@@ -375,6 +377,11 @@ class SecureRound:
             self.rejected[m] = (
                 f"contribution proof rejected ({reason}); commitment {com}, proof digest {digest}"
             )
+            mi = self.masked[m]
+            self.evidence[m] = codec.encode(ContributionEvidence(
+                round=self.round, member=m, reason=reason, commitment=mi.commitment,
+                proof=mi.proof, signature=mi.signature,
+            ))  # fmt: skip
             del self.masked[m]
             self.drop(m, self.rejected[m])
 
@@ -477,6 +484,7 @@ class SecureRound:
             dropped=dict(self.dropped),
             clipped=self.clipped,
             rejected=dict(self.rejected),
+            evidence=dict(self.evidence),
             verified=self.opening is not None,
             aggregate_digest=tagged_hash("secagg/aggregate-opening", codec.encode(self.opening))
             if self.opening
