@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from guardians.errors import ParameterShapeError
+from guardians.learning.aggregate.base import Aggregate, Rule, weighted_mean
 
 
 def fedavg(updates: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:
@@ -28,3 +29,16 @@ def fedavg(updates: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:
             raise ParameterShapeError(f"update of shape {u.shape} among updates of shape {d}")
         acc += wi * u
     return (acc / w.sum()).astype(np.float32)
+
+
+class FedAvg(Rule):
+    """The weighted mean: no defence, and it needs only the sum (runs under secure
+    aggregation)."""
+
+    name = "fedavg"
+    individual = False
+
+    def _aggregate(
+        self, u: np.ndarray, w: np.ndarray, members: Sequence[str], reference: np.ndarray | None
+    ) -> Aggregate:
+        return Aggregate(weighted_mean(u, w), tuple(range(len(u))))
