@@ -173,6 +173,31 @@ def test_bench_zk_refuses_silly_sizes():
     assert r.exit_code != 0 and "2^20" in r.output
 
 
+def test_bench_robustness_cells_and_heatmap(tmp_path):
+    r = _run(
+        "bench", "robustness", "--defence", "fedavg", "--defence", "multi-krum",
+        "--attack", "sign-flip", "--fraction", "0.2", "--rounds", "3", "--json",
+        "--out", str(tmp_path),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert len(res["cells"]) == 4  # two defences × (clean + one attack)
+    for c in res["cells"]:
+        assert {"defence", "attack", "malicious_fraction", "f1", "backdoor_success"} <= set(c)
+    hit = {c["defence"]: c for c in res["cells"] if c["attack"] == "sign-flip"}
+    assert hit["fedavg"]["f1"] < hit["multi-krum"]["f1"]
+    assert hit["multi-krum"]["malicious_excluded"] == 1.0
+    assert "<svg" in (tmp_path / "robustness.html").read_text()
+    assert json.loads((tmp_path / "robustness.json").read_text())["cells"]
+
+
+def test_bench_robustness_refuses_unknown_names():
+    r = _run("bench", "robustness", "--defence", "geomed")
+    assert r.exit_code != 0 and "unknown defence" in r.output
+    r = _run("bench", "robustness", "--fraction", "0.6")
+    assert r.exit_code != 0 and "(0, 0.5)" in r.output
+
+
 def test_demo_ledger_verifies_and_tampering_fails(quick_demo, tmp_path):
     import shutil
     import sqlite3

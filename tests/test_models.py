@@ -383,3 +383,19 @@ def test_fedprox_keeps_local_training_near_the_starting_model():
                                          proximal=mu), np.random.default_rng(2))  # fmt: skip
         drift[mu] = float(np.linalg.norm(m.get_params() - start))
     assert drift[5.0] < 0.5 * drift[0.0]
+
+
+def test_a_deep_copy_trains_independently():
+    import copy
+
+    from guardians.learning.train import TrainConfig, train_local
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    m = MLP(5, 2, hidden=(8,), seed=1)
+    before = m.get_params()
+    c = copy.deepcopy(m)
+    train_local(c, X, y, TrainConfig(epochs=2, batch_size=16), np.random.default_rng(1))
+    assert np.linalg.norm(c.get_params() - before) > 0  # the copy learned
+    np.testing.assert_array_equal(m.get_params(), before)  # the original did not move

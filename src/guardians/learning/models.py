@@ -8,7 +8,7 @@ model, say) has to provide.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -99,6 +99,18 @@ class MLP:
             # He initialisation for ReLU layers, Glorot for the output layer.
             std = np.sqrt(2.0 / (fan_in + fan_out)) if last else np.sqrt(2.0 / fan_in)
             W[...] = rng.normal(0.0, std, size=W.shape).astype(np.float32)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MLP:
+        # A plain deepcopy would turn the layer views into independent arrays: the copy's
+        # weights and gradients would no longer live in its flat buffers.
+        new = MLP.__new__(MLP)
+        new.__dict__.update(self.__dict__)
+        new._sizes, new._shapes = list(self._sizes), list(self._shapes)
+        new._theta = self._theta.copy()
+        new._grad = np.zeros_like(self._grad)
+        new._W, new._b = new._views(new._theta)
+        new._gW, new._gb = new._views(new._grad)
+        return new
 
     def _views(self, buf: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         Ws, bs, off = [], [], 0

@@ -5,16 +5,19 @@ It never sees records; it drives :mod:`guardians.protocol.round` state machines.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from guardians.crypto.sign import VerifyKey
 from guardians.errors import ConfigError
-from guardians.learning.aggregate import ServerMomentum
+from guardians.learning.aggregate import FLTrust, Rule, ServerMomentum, make_rule
+from guardians.learning.data import Dataset
 from guardians.learning.models import Model
 from guardians.learning.preprocess import Standardizer
-from guardians.learning.train import TrainConfig
+from guardians.learning.train import TrainConfig, train_local
 from guardians.protocol.round import CoordinatorRound, RoundResult, StatsCollection
 from guardians.protocol.secagg.quantize import FixedPoint, stats_fixed_point
 from guardians.protocol.secagg.server import SecureRound
@@ -39,9 +42,18 @@ class CoordinatorNode:
         consortium: str = "guardians",
         fixed_point: FixedPoint | None = None,
         norm_bound: float | None = None,
+        rule: str = "fedavg",
+        assumed_malicious: int = 0,
+        root: Dataset | None = None,
+        root_epochs: int = 1,
     ) -> None:
         """``norm_bound`` (secure aggregation only) makes every member prove ‖update‖₂ ≤ it in
-        zero knowledge and every aggregate checkable against the members' commitments."""
+        zero knowledge and every aggregate checkable against the members' commitments.
+
+        ``rule`` picks the aggregation rule (see :mod:`guardians.learning.aggregate.policy`);
+        ``assumed_malicious`` is the f that Krum-style rules tolerate; ``root`` is the small
+        clean dataset the coordinator trains on each round for FLTrust. With secure
+        aggregation, "norm-bound" is enforced by contribution proofs (``norm_bound``)."""
         if privacy not in PRIVACY_METHODS:
             raise ConfigError(f"privacy must be one of {PRIVACY_METHODS}, got {privacy!r}")
         if privacy == "secagg":
@@ -51,10 +63,30 @@ class CoordinatorNode:
             if len(members) < 3:
                 raise ConfigError("secure aggregation needs at least 3 members")
         self.privacy = privacy
-        if norm_bound is not None and privacy != "secagg":
+        if norm_bound is not None and privacy != "secagg" and "norm-bound" not in rule:
             raise ConfigError("contribution proofs need secure aggregation (privacy='secagg')")
-        self.norm_bound = norm_bound
-        self.rule = "fedavgm" if server_momentum else "fedavg"
+        self.aggregator: Rule | None = None
+        if privacy == "secagg":
+            if rule not in ("fedavg", "norm-bound"):
+                # Every other rule must see individual updates: make_rule says why it can't.
+                make_rule(rule, privacy=privacy, members=len(members), f=assumed_malicious,
+                          norm_bound=norm_bound, root=root is not None)  # fmt: skip
+            if rule == "norm-bound" and norm_bound is None:
+                raise ConfigError("norm-bound under secure aggregation is enforced by "
+                                  "contribution proofs: give norm_bound")  # fmt: skip
+            self.norm_bound = norm_bound
+        else:
+            self.norm_bound = None
+            if rule != "fedavg":
+                self.aggregator = make_rule(
+                    rule, privacy=privacy, members=len(members), f=assumed_malicious,
+                    norm_bound=norm_bound, root=root is not None,
+                )  # fmt: skip
+        self.root = root
+        # FLTrust rescales every update to the root update's norm: the coordinator should take
+        # about as many steps on its root data as a member takes on its records.
+        self.root_epochs = max(1, root_epochs)
+        self.rule = rule + ("+momentum" if server_momentum else "")
         self.directory = directory or {}
         self.consortium = consortium
         self.fixed_point = fixed_point or FixedPoint()
@@ -107,8 +139,21 @@ class CoordinatorNode:
             global_params=self.params,
             train=self.train,
             min_updates=max(1, int(np.ceil(self.min_fraction * len(selected)))),
+            rule=self.aggregator,
+            reference=self._root_update() if isinstance(self.aggregator, FLTrust) else None,
             **step,
         )
+
+    def _root_update(self) -> np.ndarray:
+        """FLTrust's reference: the coordinator's own update on its clean root data, trained
+        from the current global model exactly as members train."""
+        if self.root is None or self.standardizer is None:
+            raise ConfigError("FLTrust needs the root dataset and the consortium standardizer")
+        model = copy.deepcopy(self.model)
+        model.set_params(self.params)
+        cfg = dataclasses.replace(self.train, epochs=self.train.epochs * self.root_epochs)
+        train_local(model, self.standardizer.transform(self.root.X), self.root.y, cfg, self.rng)
+        return model.get_params() - self.params
 
     def adopt(self, result: RoundResult) -> None:
         self.params = result.params

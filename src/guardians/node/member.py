@@ -104,14 +104,12 @@ class MemberNode:
                 )
             if event.aggregation == "plain":
                 self._refuse_plain(event.round, "model update")
-            self.model.set_params(event.params)
-            result = train_local(self.model, self._Z, self.data.y, event.config, self.rng)
-            delta = self.model.get_params() - event.params
-            self.last_loss = result.loss
+            delta, samples, loss = self.local_update(event)
+            self.last_loss = loss
             if event.aggregation == "secagg":
-                self._pending = (event.round, delta, result.samples, FixedPoint())
+                self._pending = (event.round, delta, samples, FixedPoint())
                 return []  # the update leaves only masked, in the secure-aggregation stages
-            return [self.session.update(event.round, delta, result.samples, result.loss)]
+            return [self.session.update(event.round, delta, samples, loss)]
         if isinstance(event, GlobalModelReceived):
             if event.round == self.distrusted_round:
                 raise RemoteProtocolError(
@@ -123,6 +121,13 @@ class MemberNode:
             self.global_round = event.round
             return []
         raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
+
+    def local_update(self, event: TrainingRequested) -> tuple[np.ndarray, int, float]:
+        """Train from the global parameters on this member's records: (Δ, samples, loss)."""
+        assert self._Z is not None
+        self.model.set_params(event.params)
+        result = train_local(self.model, self._Z, self.data.y, event.config, self.rng)
+        return self.model.get_params() - event.params, result.samples, result.loss
 
     def _refuse_plain(self, round: int, what: str) -> None:
         if self.require_secure:

@@ -28,7 +28,7 @@ import numpy as np
 
 from guardians.codec import Message
 from guardians.errors import LocalProtocolError, RemoteProtocolError, RoundAbortedError
-from guardians.learning.aggregate import fedavg
+from guardians.learning.aggregate import Rule, fedavg
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
 from guardians.protocol.messages import (
@@ -248,6 +248,9 @@ class RoundResult:
     # of that opening (aggregate and signed commitments) for the ledger.
     verified: bool = False
     aggregate_digest: bytes = b""
+    # Updates a robust aggregation rule left out (and why), and the rule's per-member scores.
+    excluded: dict[str, str] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
 
 
 class CoordinatorRound(_Collector):
@@ -266,11 +269,18 @@ class CoordinatorRound(_Collector):
         aggregate: Aggregator = fedavg,
         server_step: ServerStep = _apply_delta,
         max_samples: int = 1 << 40,
+        rule: Rule | None = None,
+        reference: np.ndarray | None = None,
     ) -> None:
+        """``rule`` (a robust aggregation rule) replaces ``aggregate`` when given; it may leave
+        members out, which the result reports. ``reference`` is the coordinator's own update
+        on its root data, for rules that need one (FLTrust)."""
         super().__init__(round=round, selected=selected, quorum=min_updates or len(selected))
         self.global_params = np.asarray(global_params, dtype=np.float32).copy()
         self.train = train
         self.aggregate = aggregate
+        self.rule = rule
+        self.reference = reference
         self.server_step = server_step
         self.max_samples = max_samples
 
@@ -316,10 +326,23 @@ class CoordinatorRound(_Collector):
         self._close()
         members = sorted(self.replies)
         ups = [self.replies[m] for m in members]
-        delta = self.aggregate(
-            [u.delta for u in ups],  # type: ignore[attr-defined]
-            [u.num_samples for u in ups],  # type: ignore[attr-defined]
-        )
+        excluded: dict[str, str] = {}
+        scores: dict[str, float] = {}
+        if self.rule is not None:
+            agg = self.rule(
+                np.stack([u.delta for u in ups]),  # type: ignore[attr-defined]
+                np.array([u.num_samples for u in ups], dtype=np.float64),  # type: ignore[attr-defined]
+                members=members, reference=self.reference,
+            )  # fmt: skip
+            delta = agg.update
+            excluded = {members[i]: f"{self.rule.name}: {why}" for i, why in agg.rejected.items()}
+            if agg.scores is not None:
+                scores = {m: float(x) for m, x in zip(members, agg.scores, strict=True)}
+        else:
+            delta = self.aggregate(
+                [u.delta for u in ups],  # type: ignore[attr-defined]
+                [u.num_samples for u in ups],  # type: ignore[attr-defined]
+            )
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             params = self.server_step(self.global_params, delta)
         if not np.all(np.isfinite(params)):
@@ -337,6 +360,8 @@ class CoordinatorRound(_Collector):
             samples=samples,
             mean_loss=float(np.mean(losses)),
             dropped=dict(self.dropped),
+            excluded=excluded,
+            scores=scores,
         )
         gm = GlobalModel(round=self.round, params=params)
         return result, [Send(m, gm) for m in recipients]

@@ -127,3 +127,33 @@ def per_family(metrics: dict[str, Any]) -> str:
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _svg(fig)
+
+
+def robustness_heatmap(result: dict[str, Any]) -> str:
+    """Defences × (attack, malicious fraction): F1 drop from each defence's clean run, and
+    backdoor success, side by side."""
+    cells = [c for c in result["cells"] if c["attack"] != "none"]
+    defences = list(dict.fromkeys(c["defence"] for c in result["cells"]))
+    cols = list(dict.fromkeys((c["attack"], c["malicious_fraction"]) for c in cells))
+    drop = np.full((len(defences), len(cols)), np.nan)
+    bd = np.full_like(drop, np.nan)
+    for c in cells:
+        i, j = defences.index(c["defence"]), cols.index((c["attack"], c["malicious_fraction"]))
+        drop[i, j], bd[i, j] = c["f1_drop_points"], 100 * c["backdoor_success"]
+    fig = Figure(figsize=(max(7.0, 0.42 * len(cols) * 2 + 3), 0.45 * len(defences) + 2.2))
+    axes = fig.subplots(1, 2)
+    labels = [f"{a} {f:.0%}" for a, f in cols]
+    for ax, data, title, vmax in (
+        (axes[0], drop, "F1 drop from the clean run (points)", 20.0),
+        (axes[1], bd, "backdoor success (%)", 100.0),
+    ):
+        im = ax.imshow(np.clip(data, 0, vmax), cmap="Reds", vmin=0, vmax=vmax, aspect="auto")
+        ax.set_xticks(range(len(cols)), labels, rotation=70, fontsize=7)
+        ax.set_yticks(range(len(defences)), defences, fontsize=8)
+        ax.set_title(title, fontsize=9)
+        for i in range(len(defences)):
+            for j in range(len(cols)):
+                if np.isfinite(data[i, j]):
+                    ax.text(j, i, f"{data[i, j]:.0f}", ha="center", va="center", fontsize=6)
+        fig.colorbar(im, ax=ax, shrink=0.7)
+    return _svg(fig)
