@@ -108,3 +108,21 @@ def test_malformed_updates_are_rejected_with_typed_errors(split, clean):
     res = cell(split, "fedavg", "malformed", 0.2, rounds=3)
     assert res["incidents"] == 2 * 3  # two members, three rounds, each rejected
     assert res["f1"] > 0.5
+
+
+def test_default_pipeline_quarantines_the_attackers_and_keeps_accuracy(split):
+    base = cell(split, "default", "none", 0.0, rounds=8)
+    res = cell(split, "default", "backdoor", rounds=8)
+    assert res["quarantined_malicious"] == 2 and set(res["quarantined"]) == set(res["malicious"])
+    assert res["backdoor_success"] < 0.05
+    assert res["f1"] > base["f1"] - 0.02
+    assert res["honest_excluded"] < 0.3  # Multi-Krum leaves f = 2 of 8 honest out each round
+
+
+def test_round_reports_per_layer_update_statistics(split):
+    from guardians.learning.models import build_model
+
+    m = build_model("mlp", 122, 2, hidden=(64, 32))
+    names = [n for n, _ in m.layer_slices()]
+    assert names == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    assert sum(sl.stop - sl.start for _, sl in m.layer_slices()) == m.n_params

@@ -200,3 +200,40 @@ def test_policy_builds_coherent_rules():
 def test_policy_refuses_incoherent_combinations(spec, kw, match):
     with pytest.raises(ConfigError, match=match):
         make_rule(spec, **kw)
+
+
+# --- monitoring and reputation ---------------------------------------------------------------
+def test_monitor_flags_outliers_and_not_the_crowd():
+    from guardians.learning.monitor import UpdateMonitor
+
+    stats = {f"h{i}": {"norm": 1.0 + 0.05 * i, "cosine": 0.8, "probe_loss_increase": -0.01}
+             for i in range(6)}  # fmt: skip
+    stats["big"] = {"norm": 9.0, "cosine": 0.7, "probe_loss_increase": -0.01}
+    stats["flip"] = {"norm": 1.1, "cosine": -0.9, "probe_loss_increase": -0.01}
+    stats["door"] = {"norm": 1.2, "cosine": 0.5, "probe_loss_increase": 0.5}
+    alerts = UpdateMonitor().alerts(stats)
+    assert set(alerts) == {"big", "flip", "door"}
+    assert "median" in alerts["big"] and "cosine" in alerts["flip"] and "probe" in alerts["door"]
+    mon = UpdateMonitor()
+    assert [mon.aggregate_alert(x) for x in (1.0, 1.1, 0.9, 1.0)] == [None] * 4
+    assert "median" in (mon.aggregate_alert(9.0) or "")
+    with pytest.raises(ConfigError):
+        UpdateMonitor(norm_factor=0.5)
+
+
+def test_reputation_quarantines_repeat_offenders_only():
+    from guardians.learning.reputation import Reputation
+
+    rep = Reputation()
+    assert rep.observe(1, "bad", 0.0) is False  # one strike: 0.375
+    assert rep.observe(2, "bad", 0.0) is True and rep.quarantined == {"bad": 2}
+    for r in range(1, 30):  # left out by the rule every round: approaches, never crosses
+        assert rep.observe(r, "outlier", rep.threshold) is False
+    assert rep.score("outlier") >= rep.threshold
+    for r in (1, 2, 3):
+        rep.observe(r, "capped", 0.0, may_quarantine=False)
+    assert "capped" not in rep.quarantined
+    rep.readmit("bad")
+    assert "bad" not in rep.quarantined and rep.score("bad") == rep.initial
+    with pytest.raises(ConfigError):
+        Reputation(threshold=0.9, initial=0.5)

@@ -6,7 +6,9 @@ families each (non-IID), some of them run by one adversary, the demo's model and
 (MLP 64-32, Adam, FedProx μ = 0.01, FedAvgM 0.9). Reported per cell: F1 on KDDTest+ (clean test
 records); backdoor success (of the KDDTest+ attack records the model detects, the share it calls
 normal once they carry the trigger); and the share of malicious and of honest members' updates
-the rule left out. The anchor is FedAvg under the same attack.
+kept out (left out by the rule, or quarantined). Rules run alone; "default" is the recommended
+plaintext pipeline: Multi-Krum plus update monitoring (norms, cosines, probe-set influence) and
+reputation-based quarantine. The anchor is FedAvg under the same attack.
 """
 
 from __future__ import annotations
@@ -30,13 +32,16 @@ from guardians.node.coordinator import CoordinatorNode
 from guardians.node.member import MemberNode
 from guardians.study import Predictions
 
+# Each rule alone (no quarantine), then the default robust pipeline: Multi-Krum with update
+# monitoring and reputation-based quarantine.
+DEFAULT = "default"
 DEFENCES = ("fedavg", "norm-bound", "median", "trimmed-mean", "krum", "multi-krum", "bulyan",
-            "fltrust", "foolsgold")  # fmt: skip
+            "fltrust", "foolsgold", DEFAULT)  # fmt: skip
 MATRIX_ATTACKS = ("label-flip", "sign-flip", "gaussian", "backdoor", "alie", "ipm", "min-max",
                   "min-sum", "sybil")  # fmt: skip
 FRACTIONS = (0.1, 0.2, 0.3)
 QUICK: dict[str, Any] = {
-    "defences": ("fedavg", "norm-bound", "multi-krum", "fltrust"),
+    "defences": ("fedavg", "norm-bound", "fltrust", DEFAULT),
     "attacks": ("sign-flip", "backdoor", "min-max"),
     "fractions": (0.2,),
     "rounds": 8,
@@ -96,13 +101,14 @@ def run_cell(
         else:
             nodes[m] = MemberNode(m, data, model(), member_rng)
     root = None
-    if defence == "fltrust":
+    if defence in ("fltrust", DEFAULT):  # the default pipeline's probe set
         root = train.subset(np.random.default_rng([s.seed, 9]).choice(len(train), s.root_size,
                                                                       replace=False))  # fmt: skip
+    rule = "multi-krum" if defence == DEFAULT else defence
     coord = CoordinatorNode(
         ids, model(), cfg, np.random.default_rng([s.seed, 4]), n_features=train.n_features,
-        server_momentum=0.9, privacy="none", rule=defence,
-        assumed_malicious=_assumed_f(defence, s.members),
+        server_momentum=0.9, privacy="none", rule=rule, quarantine=defence == DEFAULT,
+        assumed_malicious=_assumed_f(rule, s.members),
         norm_bound=s.norm_bound if "norm-bound" in defence else None, root=root,
         root_epochs=round(len(train) / s.members / s.root_size),
     )  # fmt: skip
@@ -118,16 +124,18 @@ def run_cell(
         coord.model.predict_proba(std.transform(trigger.apply(atk))),
         trigger,
     )
+    # Kept out of a round: left out by the rule, or not selected because quarantined.
     excl_bad = excl_good = seen_bad = seen_good = 0
     for r in run.rounds:
         for m in ids:
-            if m in r.contributors:
-                if m in bad:
-                    seen_bad += 1
-                    excl_bad += m in r.excluded
-                else:
-                    seen_good += 1
-                    excl_good += m in r.excluded
+            out = m in r.excluded or m not in r.contributors
+            if m in bad:
+                seen_bad += 1
+                excl_bad += out
+            else:
+                seen_good += 1
+                excl_good += out
+    quarantined = sorted(coord.reputation.quarantined) if defence == DEFAULT else []
     return {
         "defence": defence,
         "attack": attack,
@@ -139,6 +147,8 @@ def run_cell(
         "malicious_excluded": excl_bad / seen_bad if seen_bad else None,
         "honest_excluded": excl_good / seen_good if seen_good else None,
         "incidents": len(run.incidents),
+        "quarantined": quarantined,
+        "quarantined_malicious": len(set(quarantined) & bad),
         "seconds": time.perf_counter() - t0,
     }
 

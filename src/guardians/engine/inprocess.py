@@ -145,6 +145,10 @@ class InProcessFederation:
         result, sends = rnd.finish(self.members)
         self.compute[(round, COORDINATOR, "finish")] += time.perf_counter() - t0
         self.coordinator.adopt(result)
+        for member, why in self.coordinator.alerts.items():
+            self.run_record.incidents.append(Incident(round, member, why, kind="anomalous-update"))
+        for member, why in self.coordinator.newly_quarantined.items():
+            self.run_record.incidents.append(Incident(round, member, why, kind="quarantined"))
         for member, reason in result.rejected.items():
             self.run_record.incidents.append(Incident(
                 round, member, reason, kind="invalid-contribution-proof",

@@ -125,6 +125,16 @@ class MLP:
     def n_params(self) -> int:
         return int(self._theta.shape[0])
 
+    def layer_slices(self) -> list[tuple[str, slice]]:
+        """Where each layer's weights and biases sit in the flat parameter vector."""
+        out, off = [], 0
+        for i, ((a, b), _) in enumerate(self._shapes, start=1):
+            out.append((f"W{i}", slice(off, off + a * b)))
+            off += a * b
+            out.append((f"b{i}", slice(off, off + b)))
+            off += b
+        return out
+
     @property
     def n_classes(self) -> int:
         return self._n_classes

@@ -16,7 +16,9 @@ from guardians.errors import ConfigError
 from guardians.learning.aggregate import FLTrust, Rule, ServerMomentum, make_rule
 from guardians.learning.data import Dataset
 from guardians.learning.models import Model
+from guardians.learning.monitor import UpdateMonitor
 from guardians.learning.preprocess import Standardizer
+from guardians.learning.reputation import Reputation
 from guardians.learning.train import TrainConfig, train_local
 from guardians.protocol.round import CoordinatorRound, RoundResult, StatsCollection
 from guardians.protocol.secagg.quantize import FixedPoint, stats_fixed_point
@@ -46,6 +48,9 @@ class CoordinatorNode:
         assumed_malicious: int = 0,
         root: Dataset | None = None,
         root_epochs: int = 1,
+        monitor: UpdateMonitor | None = None,
+        reputation: Reputation | None = None,
+        quarantine: bool = True,
     ) -> None:
         """``norm_bound`` (secure aggregation only) makes every member prove ‖update‖₂ ≤ it in
         zero knowledge and every aggregate checkable against the members' commitments.
@@ -107,6 +112,13 @@ class CoordinatorNode:
         self.standardizer: Standardizer | None = None
         self.history: list[RoundResult] = []
         self.server_opt = ServerMomentum(server_momentum) if server_momentum else None
+        self.monitor = monitor or UpdateMonitor()
+        self.reputation = reputation or Reputation()
+        # Off: scores and alerts are still kept and logged, but nobody is kept out.
+        self.quarantine = quarantine
+        # What the last adopted round raised: member → reason (the engine logs them).
+        self.alerts: dict[str, str] = {}
+        self.newly_quarantined: dict[str, str] = {}
 
     def stats_collection(self) -> StatsCollection | SecureRound:
         """Round 0: feature statistics, summed securely when the consortium uses secagg."""
@@ -120,9 +132,13 @@ class CoordinatorNode:
         return StatsCollection(round=0, selected=self.members, n_features=self.n_features)
 
     def select(self) -> list[str]:
-        k = max(1, round(self.fraction * len(self.members)))
-        picked = self.rng.choice(len(self.members), size=k, replace=False)
-        return [self.members[i] for i in sorted(picked)]
+        """A random fraction of the members in good standing (quarantined ones sit out)."""
+        pool = [m for m in self.members if m not in self.reputation.quarantined]
+        if not pool:
+            raise ConfigError("every member is quarantined: the consortium must readmit some")
+        k = max(1, min(len(pool), round(self.fraction * len(pool))))
+        picked = self.rng.choice(len(pool), size=k, replace=False)
+        return [pool[i] for i in sorted(picked)]
 
     def new_round(self, round: int) -> CoordinatorRound | SecureRound:
         selected = self.select()
@@ -141,6 +157,8 @@ class CoordinatorNode:
             min_updates=max(1, int(np.ceil(self.min_fraction * len(selected)))),
             rule=self.aggregator,
             reference=self._root_update() if isinstance(self.aggregator, FLTrust) else None,
+            layers=self.model.layer_slices() if hasattr(self.model, "layer_slices") else (),
+            probe=self._probe_loss if self.root is not None else None,
             **step,
         )
 
@@ -155,7 +173,44 @@ class CoordinatorNode:
         train_local(model, self.standardizer.transform(self.root.X), self.root.y, cfg, self.rng)
         return model.get_params() - self.params
 
+    def _probe_loss(self, params: np.ndarray) -> float:
+        """Loss of ``params`` on the coordinator's probe (root) set: the backdoor indicator."""
+        assert self.root is not None and self.standardizer is not None
+        model = copy.deepcopy(self.model)
+        model.set_params(params)
+        loss, _ = model.loss_and_grad(self.standardizer.transform(self.root.X), self.root.y)
+        return float(loss)
+
     def adopt(self, result: RoundResult) -> None:
+        """Take the round's model, then judge the round's contributions: monitoring alerts and
+        reputation (exclusions, failed proofs and alerts count against a member)."""
+        old = self.params
         self.params = result.params
         self.model.set_params(result.params)
         self.history.append(result)
+        self.alerts = self.monitor.alerts(result.update_stats)
+        if self.privacy == "secagg":
+            why = self.monitor.aggregate_alert(float(np.linalg.norm(result.params - old)))
+            if why:
+                self.alerts["(aggregate)"] = why
+        self.newly_quarantined = {}
+        bad = {**result.rejected, **self.alerts}
+        need = self.aggregator.min_members() if self.aggregator else 1
+        cap = min((len(self.members) - 1) // 2, len(self.members) - need)
+        for m in (*result.contributors, *result.rejected):
+            if m in bad:
+                value = 0.0  # a failed proof or a monitoring alert
+            elif m in result.excluded:
+                # Rules like Multi-Krum leave f updates out every round, honest or not: an
+                # exclusion alone lowers the score towards, never below, the threshold.
+                value = self.reputation.threshold
+            elif m in result.update_stats:
+                value = (1.0 + result.update_stats[m]["cosine"]) / 2
+            else:
+                value = 1.0
+            room = self.quarantine and len(self.reputation.quarantined) < cap
+            if self.reputation.observe(result.round, m, value, may_quarantine=room):
+                self.newly_quarantined[m] = (
+                    f"reputation {self.reputation.score(m):.2f} below "
+                    f"{self.reputation.threshold}: quarantined from round {result.round + 1}"
+                )

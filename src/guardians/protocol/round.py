@@ -251,6 +251,9 @@ class RoundResult:
     # Updates a robust aggregation rule left out (and why), and the rule's per-member scores.
     excluded: dict[str, str] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
+    # Plaintext rounds: per member, the update's norm (overall, per layer), cosine to the
+    # round's median update and probe-loss increase (monitoring reads these).
+    update_stats: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class CoordinatorRound(_Collector):
@@ -271,16 +274,24 @@ class CoordinatorRound(_Collector):
         max_samples: int = 1 << 40,
         rule: Rule | None = None,
         reference: np.ndarray | None = None,
+        layers: Sequence[tuple[str, slice]] = (),
+        probe: Callable[[np.ndarray], float] | None = None,
     ) -> None:
         """``rule`` (a robust aggregation rule) replaces ``aggregate`` when given; it may leave
         members out, which the result reports. ``reference`` is the coordinator's own update
-        on its root data, for rules that need one (FLTrust)."""
+        on its root data, for rules that need one (FLTrust). For monitoring, the result carries
+        each update's norm (overall and per ``layers``), cosine to the round's coordinate-wise
+        median update and, with
+        ``probe`` (the loss of a parameter vector on the coordinator's probe set), how much the
+        update alone raises that loss."""
         super().__init__(round=round, selected=selected, quorum=min_updates or len(selected))
         self.global_params = np.asarray(global_params, dtype=np.float32).copy()
         self.train = train
         self.aggregate = aggregate
         self.rule = rule
         self.reference = reference
+        self.layers = tuple(layers)
+        self.probe = probe
         self.server_step = server_step
         self.max_samples = max_samples
 
@@ -320,6 +331,28 @@ class CoordinatorRound(_Collector):
                 peer=sender,
             )
 
+    def _update_stats(
+        self, members: list[str], deltas: list[np.ndarray], agg: np.ndarray
+    ) -> dict[str, dict[str, float]]:
+        # Cosines are taken to the coordinate-wise median update, not to the (possibly
+        # poisoned) aggregate: a minority cannot drag the reference towards itself.
+        a = np.median(np.stack(deltas).astype(np.float64), axis=0)
+        an = float(np.linalg.norm(a))
+        base = self.probe(self.global_params) if self.probe else 0.0
+        out: dict[str, dict[str, float]] = {}
+        for m, d in zip(members, deltas, strict=True):
+            u = np.asarray(d, dtype=np.float64)
+            n = float(np.linalg.norm(u))
+            s = {"norm": n, "cosine": float(u @ a) / (n * an) if n > 0 and an > 0 else 0.0}
+            for name, sl in self.layers:
+                s[f"norm:{name}"] = float(np.linalg.norm(u[sl]))
+            if self.probe is not None:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    inc = self.probe((self.global_params + d).astype(np.float32)) - base
+                s["probe_loss_increase"] = float(inc) if np.isfinite(inc) else float("inf")
+            out[m] = s
+        return out
+
     def finish(self, recipients: Iterable[str]) -> tuple[RoundResult, list[Send]]:
         """Aggregate (FedAvg by sample count), apply the server step (plain addition, or a
         server optimizer such as FedAvgM) and broadcast the new global model."""
@@ -343,6 +376,7 @@ class CoordinatorRound(_Collector):
                 [u.delta for u in ups],  # type: ignore[attr-defined]
                 [u.num_samples for u in ups],  # type: ignore[attr-defined]
             )
+        stats = self._update_stats(members, [u.delta for u in ups], delta)  # type: ignore[attr-defined]
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             params = self.server_step(self.global_params, delta)
         if not np.all(np.isfinite(params)):
@@ -362,6 +396,7 @@ class CoordinatorRound(_Collector):
             dropped=dict(self.dropped),
             excluded=excluded,
             scores=scores,
+            update_stats=stats,
         )
         gm = GlobalModel(round=self.round, params=params)
         return result, [Send(m, gm) for m in recipients]
