@@ -42,6 +42,12 @@ def test_quick_demo_writes_report_metrics_and_scorecard(quick_demo):
     assert cost["masked_input_bytes_per_member_round"] > 32 * cost["params"]
     assert all(r["verified"] and not r["rejected"] for r in metrics["federated"]["per_round"])
     assert metrics["wdbc"]["federated"]["compute"]["proofs"]
+    # Under attack: the backdoor works on FedAvg; the defence quarantines every attacker.
+    ua = metrics["under_attack"]
+    bad = {ua["malicious"]["backdoor"], *ua["malicious"]["sybil"]}
+    assert ua["runs"]["fedavg"]["backdoor_success"] > 0.5
+    assert bad <= set(ua["runs"]["defended"]["quarantined"])
+    assert ua["runs"]["defended"]["backdoor_success"] < ua["runs"]["fedavg"]["backdoor_success"]
 
     card = json.loads((quick_demo / "scorecard.json").read_text())
     ids = {r["id"] for r in card["rows"]}
@@ -50,6 +56,7 @@ def test_quick_demo_writes_report_metrics_and_scorecard(quick_demo):
         "detection_vs_centralized",
         "raw_records_left_boundary",
         "wdbc_diagnostic_accuracy",
+        "detection_under_attack",
     } <= ids
     for row in card["rows"]:
         assert {"claimed", "measured", "baseline", "method", "meets_claim"} <= set(row)

@@ -13,6 +13,7 @@ restart Adam every round. Everything is seeded; the same config gives the same n
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from guardians.engine.audit import AuditTrail
 from guardians.engine.egress import EgressMeter
 from guardians.engine.inprocess import COORDINATOR, InProcessFederation, InProcessNetwork
 from guardians.errors import ConfigError
+from guardians.learning import attacks
 from guardians.learning.data import Dataset, DataSplit, load_dataset
 from guardians.learning.metrics import Predictions, evaluate
 from guardians.learning.models import MLP, build_model
@@ -35,6 +37,7 @@ from guardians.learning.preprocess import Standardizer
 from guardians.learning.train import TrainConfig, train_local
 from guardians.ledger.anchor import Anchor, embedded_chain
 from guardians.ledger.audit import verify_log_dir
+from guardians.node.adversary import Adversary, MaliciousMember
 from guardians.node.coordinator import PRIVACY_METHODS, CoordinatorNode
 from guardians.node.member import MemberNode
 from guardians.protocol.messages import RecordsUpload
@@ -72,6 +75,9 @@ class StudyConfig:
     # and every aggregate is checked against the members' commitments.
     proofs: bool = True
     norm_bound: float = 2.0
+    # NSL-KDD: also run the consortium with a backdoor attacker and a Sybil cluster, undefended
+    # (FedAvg) and defended (Multi-Krum, monitoring, quarantine).
+    attacks: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -215,7 +221,7 @@ def _run_federated(
     metrics = evaluate(pred, train_kinds)
     metrics["privacy"] = privacy
     metrics["per_round"] = per_round
-    metrics["incidents"] = [asdict(i) for i in run.incidents]
+    metrics["incidents"] = [_incident_json(i) for i in run.incidents]
     metrics["compute"] = _compute_costs(fed, coord)
     if audit is not None:
         audit.close()
@@ -226,6 +232,13 @@ def _run_federated(
             "path": str(audit_dir), "anchors": len(audit.anchored), "contract": anchor.address,
         }  # fmt: skip
     return pred, metrics, fed.network.meter.summary()
+
+
+def _incident_json(inc: Any) -> dict[str, Any]:
+    out = {"round": inc.round, "member": inc.member, "kind": inc.kind, "error": inc.error}
+    if inc.evidence:
+        out["evidence_sha256"] = hashlib.sha256(inc.evidence).hexdigest()
+    return out
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -463,6 +476,103 @@ def run_study(
             "local_only": local_meter.summary(),
         },
     }
+    if cfg.attacks and train.name == "nsl-kdd":
+        t0 = time.perf_counter()
+        metrics["under_attack"] = run_attack_study(cfg, split, tick)
+        timings["under_attack_s"] = time.perf_counter() - t0
     timings["total_s"] = sum(timings.values())
     metrics["timings"] = timings
     return StudyResult(config=cfg, metrics=metrics, timings=timings)
+
+
+ATTACK_SCENARIO = (
+    "one backdoor attacker (boosted updates from records carrying a trigger relabelled normal) "
+    "and one adversary running two Sybil identities that send near-clones of a backdoored update"
+)
+
+
+def run_attack_study(cfg: StudyConfig, split: DataSplit, tick: Progress) -> dict[str, Any]:
+    """The consortium's honest members (at least 8) plus three malicious identities: FedAvg
+    without them (clean), FedAvg with them (undefended), and the default robust pipeline with
+    them. Updates
+    are plaintext here: Multi-Krum and monitoring must see each one (secure aggregation allows
+    only the proven norm bound)."""
+    train, test = split.train, split.test
+    # Multi-Krum tolerating the 3 malicious identities needs n ≥ 2·3 + 3 = 9: at least 8 honest.
+    m = max(cfg.members, 8)
+    rng = np.random.default_rng([cfg.seed, 11])
+    part = partition("family", train.y, train.groups, m + 2, rng, negative_group="normal",
+                     families_per_member=cfg.families_per_member)  # fmt: skip
+    ids = member_ids(m + 3)
+    honest, backdoor_id, sybil_ids = ids[:m], ids[m], ids[m + 1 :]
+    trigger = attacks.nslkdd_trigger(train.feature_names)
+    syb = part.indices[m + 1]
+    data = {i: train.subset(part.indices[k]) for k, i in enumerate(honest)}
+    data[backdoor_id] = train.subset(part.indices[m])
+    data[sybil_ids[0]], data[sybil_ids[1]] = train.subset(syb[::2]), train.subset(syb[1::2])
+    root = train.subset(np.random.default_rng([cfg.seed, 12]).choice(len(train), 100,
+                                                                      replace=False))  # fmt: skip
+    runs: dict[str, Any] = {}
+    for name, present, defended in (("clean", False, False), ("fedavg", True, False),
+                                    ("defended", True, True)):  # fmt: skip
+        members = ids if present else honest
+        advs = {
+            "backdoor": Adversary("backdoor", n_total=len(members), trigger=trigger,
+                                  rng=np.random.default_rng([cfg.seed, 13])),
+            "sybil": Adversary("sybil", n_total=len(members), trigger=trigger,
+                               rng=np.random.default_rng([cfg.seed, 14])),
+        }  # fmt: skip
+        nodes: dict[str, MemberNode] = {}
+        for k, i in enumerate(members):
+            rng = np.random.default_rng([cfg.seed, k, 15])
+            model = _new_model(cfg, train)
+            if i == backdoor_id:
+                nodes[i] = MaliciousMember(i, data[i], model, rng, adversary=advs["backdoor"])
+            elif i in sybil_ids:
+                nodes[i] = MaliciousMember(i, data[i], model, rng, adversary=advs["sybil"])
+            else:
+                nodes[i] = MemberNode(i, data[i], model, rng)
+        coord = CoordinatorNode(
+            members, _new_model(cfg, train), cfg.train, np.random.default_rng([cfg.seed, 16]),
+            n_features=train.n_features, server_momentum=cfg.server_momentum, privacy="none",
+            rule="multi-krum" if defended else "fedavg",
+            assumed_malicious=3 if defended else 0, quarantine=defended,
+            root=root if defended else None,
+        )  # fmt: skip
+        fed = InProcessFederation(coord, nodes)
+        run = fed.run(cfg.rounds, on_round=lambda r, n=name: tick(f"under attack: {n}", r.round,
+                                                                   cfg.rounds))  # fmt: skip
+        assert coord.standardizer is not None
+        std = coord.standardizer
+        ev = evaluate(_predict(coord.model, std, test))
+        atk = test.X[test.y != trigger.target]
+        bd = attacks.backdoor_success(coord.model.predict_proba(std.transform(atk)),
+                                      coord.model.predict_proba(std.transform(trigger.apply(atk))),
+                                      trigger)  # fmt: skip
+        bad = {backdoor_id, *sybil_ids} if present else set()
+        kept_out = {i: sum(1 for r in run.rounds if i in r.excluded or i not in r.contributors)
+                    for i in members}  # fmt: skip
+        kinds: dict[str, int] = {}
+        for inc in run.incidents:
+            kinds[inc.kind] = kinds.get(inc.kind, 0) + 1
+        runs[name] = {
+            "members": len(members),
+            "f1": ev["f1"],
+            "accuracy": ev["accuracy"],
+            "backdoor_success": bd,
+            "quarantined": dict(coord.reputation.quarantined) if defended else {},
+            "rounds_kept_out": {i: kept_out[i] for i in sorted(bad)},
+            "honest_rounds_kept_out": float(np.mean([kept_out[i] for i in honest]))
+            if present else 0.0,
+            "incidents_by_kind": kinds,
+            "first_incidents": [_incident_json(i) for i in run.incidents[:6]],
+        }  # fmt: skip
+    return {
+        "scenario": ATTACK_SCENARIO,
+        "malicious": {"backdoor": backdoor_id, "sybil": list(sybil_ids)},
+        "trigger": dict(
+            zip((train.feature_names[i] for i in trigger.features), trigger.values, strict=True)
+        ),
+        "defence": "multi-krum (f = 3) + update monitoring + reputation quarantine",
+        "runs": runs,
+    }

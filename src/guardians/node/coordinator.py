@@ -13,7 +13,14 @@ import numpy as np
 
 from guardians.crypto.sign import VerifyKey
 from guardians.errors import ConfigError
-from guardians.learning.aggregate import FLTrust, Rule, ServerMomentum, make_rule
+from guardians.learning.aggregate import (
+    Bulyan,
+    FLTrust,
+    MultiKrum,
+    Rule,
+    ServerMomentum,
+    make_rule,
+)
 from guardians.learning.data import Dataset
 from guardians.learning.models import Model
 from guardians.learning.monitor import UpdateMonitor
@@ -88,6 +95,7 @@ class CoordinatorNode:
                     norm_bound=norm_bound, root=root is not None,
                 )  # fmt: skip
         self.root = root
+        self.assumed_malicious = assumed_malicious
         # FLTrust rescales every update to the root update's norm: the coordinator should take
         # about as many steps on its root data as a member takes on its records.
         self.root_epochs = max(1, root_epochs)
@@ -155,12 +163,25 @@ class CoordinatorNode:
             global_params=self.params,
             train=self.train,
             min_updates=max(1, int(np.ceil(self.min_fraction * len(selected)))),
-            rule=self.aggregator,
+            rule=self._rule_for(len(selected)),
             reference=self._root_update() if isinstance(self.aggregator, FLTrust) else None,
             layers=self.model.layer_slices() if hasattr(self.model, "layer_slices") else (),
             probe=self._probe_loss if self.root is not None else None,
             **step,
         )
+
+    def _rule_for(self, n: int) -> Rule | None:
+        """The rule for a round of ``n`` updates: members already quarantined are counted out
+        of the f that Krum-style rules must tolerate, so a smaller round still aggregates."""
+        rule = self.aggregator
+        if isinstance(rule, (MultiKrum, Bulyan)):
+            per = 4 if isinstance(rule, Bulyan) else 2
+            f = max(0, min(self.assumed_malicious - len(self.reputation.quarantined),
+                           (n - 3) // per))  # fmt: skip
+            if f != rule.f:
+                rule = copy.copy(rule)
+                rule.f = f
+        return rule
 
     def _root_update(self) -> np.ndarray:
         """FLTrust's reference: the coordinator's own update on its clean root data, trained
@@ -195,8 +216,7 @@ class CoordinatorNode:
                 self.alerts["(aggregate)"] = why
         self.newly_quarantined = {}
         bad = {**result.rejected, **self.alerts}
-        need = self.aggregator.min_members() if self.aggregator else 1
-        cap = min((len(self.members) - 1) // 2, len(self.members) - need)
+        cap = (len(self.members) - 1) // 2
         for m in (*result.contributors, *result.rejected):
             if m in bad:
                 value = 0.0  # a failed proof or a monitoring alert

@@ -158,6 +158,44 @@ def _proofs(m: dict[str, Any]) -> str:
     )
 
 
+def _attacks(m: dict[str, Any]) -> str:
+    ua = m.get("under_attack")
+    if not ua:
+        return ""
+    r = ua["runs"]
+    bad = [ua["malicious"]["backdoor"], *ua["malicious"]["sybil"]]
+    names = {
+        "clean": "FedAvg, honest members only",
+        "fedavg": "FedAvg, with the attackers",
+        "defended": "defended (Multi-Krum, monitoring, quarantine), with the attackers",
+    }
+    rows = []
+    for key, run in r.items():
+        q = run.get("quarantined", {})
+        caught = ", ".join(f"{x} (round {q[x]})" for x in bad if x in q) or "–"
+        wrong = ", ".join(f"{x} (round {q[x]})" for x in q if x not in bad) or "–"
+        rows.append([_e(names[key]), _f(run["f1"]), _pct(run["backdoor_success"]), _e(caught),
+                     _e(wrong), _e(run["honest_rounds_kept_out"])])  # fmt: skip
+    trig = ", ".join(f"{_e(k)} = {_e(v)}" for k, v in ua["trigger"].items())
+    return (
+        "<h2>Under attack</h2><p>The same honest members plus three malicious identities: "
+        f"{_e(ua['scenario'])} (trigger: {trig}). Malicious: {_e(', '.join(bad))}. These runs "
+        "use plaintext updates, because Multi-Krum and the monitor must see each update; under "
+        "secure aggregation only the proven norm bound applies.</p>"
+        + _table(
+            [
+                "setting",
+                "F1",
+                "backdoor success",
+                "malicious quarantined",
+                "honest quarantined",
+                "honest rounds kept out (mean)",
+            ],
+            rows,
+        )
+    )
+
+
 def _ledger(m: dict[str, Any]) -> str:
     led = m["federated"].get("ledger")
     if not led:
@@ -314,6 +352,7 @@ crossing a member's boundary and scans it for the member's records.</p>
 {_egress(main)}
 {_privacy(main)}
 {_proofs(main)}
+{_attacks(main)}
 {_ledger(main)}
 
 {wdbc_html}

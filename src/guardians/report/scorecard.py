@@ -14,8 +14,6 @@ PENDING_CLAIMS: tuple[dict[str, str], ...] = (
     {"id": "unauthorized_disclosures", "claimed": "−72% unauthorized disclosures",
      "needs": "audit ledger and governance"},
     {"id": "latency", "claimed": "−57% to −80% latency", "needs": "multi-machine deployment"},
-    {"id": "detection_under_attack", "claimed": "threat detection holds under poisoning",
-     "needs": "robust aggregation"},
 )  # fmt: skip
 
 
@@ -170,6 +168,28 @@ def build_scorecard(main: dict[str, Any], wdbc: dict[str, Any] | None) -> dict[s
                 "meets_claim": bool(acc >= 0.95),
                 "method": f"Wisconsin Diagnostic Breast Cancer, {wdbc['config']['members']} "
                 f"hospitals, held-out test accuracy of the federated model.",
+            }
+        )
+    ua = main.get("under_attack")
+    if ua:
+        r = ua["runs"]
+        drop = 100 * (r["clean"]["f1"] - r["defended"]["f1"])
+        rows.append(
+            {
+                "id": "detection_under_attack",
+                "claim": "Threat detection holds under poisoning and Sybil attacks",
+                "claimed": "within 2 F1 points of the clean run, backdoor success ≤ 5%",
+                "measured": round(100 * r["defended"]["f1"], 2),
+                "unit": "F1 (%) of the defended consortium under attack",
+                "ours": round(100 * r["defended"]["f1"], 2),
+                "baseline": round(100 * r["fedavg"]["f1"], 2),
+                "baseline_name": "FedAvg under the same attack",
+                "clean": round(100 * r["clean"]["f1"], 2),
+                "backdoor_success_defended": round(100 * r["defended"]["backdoor_success"], 2),
+                "backdoor_success_fedavg": round(100 * r["fedavg"]["backdoor_success"], 2),
+                "meets_claim": bool(drop <= 2.0 and r["defended"]["backdoor_success"] <= 0.05),
+                "method": f"{ua['scenario']}; defence: {ua['defence']}; F1 on the test set and "
+                "backdoor success (detected attacks called normal once triggered).",
             }
         )
     return {
