@@ -16,6 +16,7 @@ import guardians.protocol.secagg.messages as sa
 from guardians import codec
 from guardians.errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from guardians.protocol.messages import (
+    DriftReport,
     GlobalModel,
     ModelUpdate,
     RecordsUpload,
@@ -115,6 +116,8 @@ def samples():
             proof_digests=(b"p" * 32, b"q" * 32), signatures=(b"s" * 9, b"t" * 9),
             total=np.arange(12, dtype=np.uint64),
         ),
+        DriftReport(round=3, records=120, feature_shift=0.4, label_rate=0.25, model_f1=0.8,
+                        flag_rate=0.3),
         sa.ContributionEvidence(
             round=2, member="a", reason="does not verify", commitment=b"c" * 48,
             proof=b"p" * 70, signature=b"s" * 9,

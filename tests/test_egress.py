@@ -307,8 +307,10 @@ def test_federation_meters_smuggling_member_only():
     summ = meter.summary()
     assert summ["per_member"]["m2"]["raw_records_out"] >= 5
     assert summ["raw_records"] == summ["per_member"]["m2"]["raw_records_out"]
-    # every message crossed a boundary: 3 stats reports + 2 rounds x 3 updates out of members
-    assert summ["messages_out"] == 3 + 2 * 3
-    assert set(meter.egress["m1"].by_kind) == {"fl/stats-report", "fl/update"}
+    # 3 stats reports, then per round 3 updates and 3 drift reports (summaries) out of members
+    assert summ["messages_out"] == 3 + 2 * 3 + 2 * 3
+    kinds = summ["per_member"]["m1"]["out_by_kind"]
+    assert kinds["fl/drift-report"]["messages"] == 2
+    assert set(meter.egress["m1"].by_kind) == {"fl/stats-report", "fl/update", "fl/drift-report"}
     kinds_in = set(meter.ingress["m1"].by_kind)
     assert kinds_in == {"fl/stats-request", "fl/stats-result", "fl/train", "fl/global-model"}

@@ -237,3 +237,25 @@ def test_reputation_quarantines_repeat_offenders_only():
     assert "bad" not in rep.quarantined and rep.score("bad") == rep.initial
     with pytest.raises(ConfigError):
         Reputation(threshold=0.9, initial=0.5)
+
+
+def test_drift_monitor_alerts_on_regressions_and_moved_data():
+    from guardians.learning.monitor import DriftMonitor
+
+    mon = DriftMonitor()
+    assert mon.observe("m", 0.80, 0.3) is None
+    assert mon.observe("m", 0.82, 0.3) is None
+    assert "fell from 0.820 to 0.500" in (mon.observe("m", 0.50, 0.3) or "")
+    assert "moved" in (mon.observe("m", 0.81, 2.0) or "")
+    assert mon.observe("other", 0.1, 0.1) is None  # each member against its own history
+
+
+def test_drift_report_rejects_nonsense():
+    from guardians.protocol.messages import DriftReport
+
+    with pytest.raises(ValueError, match="model_f1"):
+        DriftReport(round=1, records=10, feature_shift=0.1, label_rate=0.5,
+                    model_f1=float("nan"), flag_rate=0.1)  # fmt: skip
+    with pytest.raises(ValueError):
+        DriftReport(round=1, records=-1, feature_shift=0.1, label_rate=0.5, model_f1=0.5,
+                    flag_rate=0.1)  # fmt: skip

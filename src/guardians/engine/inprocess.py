@@ -20,6 +20,7 @@ from guardians.engine.egress import EgressMeter
 from guardians.errors import RemoteProtocolError
 from guardians.node.coordinator import CoordinatorNode
 from guardians.node.member import MemberNode
+from guardians.protocol.messages import DriftReport
 from guardians.protocol.round import RoundResult, Send
 
 COORDINATOR = "coordinator"
@@ -81,6 +82,7 @@ class InProcessFederation:
         for m, node in self.members.items():
             self.network.meter.register_boundary(m, node.records)
         self.run_record = FederationRun()
+        self._logged = 0  # incidents already on the audit log
         # Compute time per (round, party, step): a member's step is the message it handled
         # (e.g. "secagg/shares-relay": encode, commit, prove, mask), the coordinator's is the
         # stage it closed ("close:masked" includes verifying every contribution proof).
@@ -155,17 +157,26 @@ class InProcessFederation:
                 evidence=result.evidence.get(member, b""),
             ))  # fmt: skip
         if self.audit is not None:
-            for inc in self.run_record.incidents:
-                if inc.round == round:
-                    self.audit.record_incident(round, inc.member, inc.error, inc.kind,
-                                               inc.evidence)  # fmt: skip
+            self._log_incidents()
             self.audit.record_round(result, rule=self.coordinator.rule,
                                     privacy=self.coordinator.privacy)  # fmt: skip
             self.audit.checkpoint()
         for s in sends:
-            self._deliver(s, round)
+            for reply in self._deliver(s, round):
+                if isinstance(reply, DriftReport):
+                    why = self.coordinator.observe_drift(s.to, reply)
+                    if why:
+                        self.run_record.incidents.append(Incident(round, s.to, why, kind="drift"))
         self.run_record.rounds.append(result)
         return result
+
+    def _log_incidents(self) -> None:
+        """Put every incident not yet on the audit log there (drift reports arrive after a
+        round's checkpoint, so theirs go on with the next round's, under their own round)."""
+        assert self.audit is not None
+        for inc in self.run_record.incidents[self._logged :]:
+            self.audit.record_incident(inc.round, inc.member, inc.error, inc.kind, inc.evidence)
+        self._logged = len(self.run_record.incidents)
 
     def run(self, rounds: int, on_round: RoundCallback | None = None) -> FederationRun:
         if self.coordinator.standardizer is None:
@@ -175,4 +186,7 @@ class InProcessFederation:
             result = self.run_round(r)
             if on_round is not None:
                 on_round(result)
+        if self.audit is not None and self._logged < len(self.run_record.incidents):
+            self._log_incidents()
+            self.audit.checkpoint()
         return self.run_record

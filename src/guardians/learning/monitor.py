@@ -61,3 +61,30 @@ class UpdateMonitor:
                 alert = f"aggregate norm {norm:.3g} is {norm / med:.1f}× the recent median"
         hist.append(norm)
         return alert
+
+
+@dataclass
+class DriftMonitor:
+    """Alerts from members' local summaries: a new global model that does much worse on a
+    member's own records than the recent ones did (a regression, e.g. from poisoning), or a
+    member whose data moved away from the consortium's."""
+
+    f1_drop: float = 0.15  # alert when model F1 on a member's records falls by more than this
+    shift_jump: float = 1.0  # alert when feature_shift grows by more than this (in z units)
+    history: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def observe(self, member: str, model_f1: float, feature_shift: float) -> str | None:
+        past = self.history.setdefault(member, [])
+        alert = None
+        if len(past) >= 2:
+            best = max(f for f, _ in past[-3:])
+            if best - model_f1 > self.f1_drop:
+                alert = (f"the new global model's F1 on this member's records fell from "
+                         f"{best:.3f} to {model_f1:.3f}")  # fmt: skip
+            base = float(np.median([s for _, s in past]))
+            if feature_shift - base > self.shift_jump:
+                alert = (alert + "; " if alert else "") + (
+                    f"its data moved from the consortium's (shift {base:.2f} → {feature_shift:.2f})"
+                )
+        past.append((model_f1, feature_shift))
+        return alert

@@ -23,10 +23,11 @@ from guardians.learning.aggregate import (
 )
 from guardians.learning.data import Dataset
 from guardians.learning.models import Model
-from guardians.learning.monitor import UpdateMonitor
+from guardians.learning.monitor import DriftMonitor, UpdateMonitor
 from guardians.learning.preprocess import Standardizer
 from guardians.learning.reputation import Reputation
 from guardians.learning.train import TrainConfig, train_local
+from guardians.protocol.messages import DriftReport
 from guardians.protocol.round import CoordinatorRound, RoundResult, StatsCollection
 from guardians.protocol.secagg.quantize import FixedPoint, stats_fixed_point
 from guardians.protocol.secagg.server import SecureRound
@@ -121,6 +122,8 @@ class CoordinatorNode:
         self.history: list[RoundResult] = []
         self.server_opt = ServerMomentum(server_momentum) if server_momentum else None
         self.monitor = monitor or UpdateMonitor()
+        self.drift = DriftMonitor()
+        self.drift_reports: dict[int, dict[str, DriftReport]] = {}
         self.reputation = reputation or Reputation()
         # Off: scores and alerts are still kept and logged, but nobody is kept out.
         self.quarantine = quarantine
@@ -193,6 +196,13 @@ class CoordinatorNode:
         cfg = dataclasses.replace(self.train, epochs=self.train.epochs * self.root_epochs)
         train_local(model, self.standardizer.transform(self.root.X), self.root.y, cfg, self.rng)
         return model.get_params() - self.params
+
+    def observe_drift(self, member: str, report: DriftReport) -> str | None:
+        """A member's local summaries after a round; an alert string if something moved."""
+        if member not in self.members:
+            raise ConfigError(f"drift report from {member!r}, not a member")
+        self.drift_reports.setdefault(report.round, {})[member] = report
+        return self.drift.observe(member, report.model_f1, report.feature_shift)
 
     def _probe_loss(self, params: np.ndarray) -> float:
         """Loss of ``params`` on the coordinator's probe (root) set: the backdoor indicator."""

@@ -18,7 +18,7 @@ from guardians.learning.data import Dataset
 from guardians.learning.models import Model
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import train_local
-from guardians.protocol.messages import RecordsUpload
+from guardians.protocol.messages import DriftReport, RecordsUpload
 from guardians.protocol.round import (
     GlobalModelReceived,
     MemberSession,
@@ -119,7 +119,7 @@ class MemberNode:
                 )
             self.model.set_params(event.params)
             self.global_round = event.round
-            return []
+            return [self.drift_report(event.round)] if self._Z is not None else []
         raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
 
     def local_update(self, event: TrainingRequested) -> tuple[np.ndarray, int, float]:
@@ -128,6 +128,22 @@ class MemberNode:
         self.model.set_params(event.params)
         result = train_local(self.model, self._Z, self.data.y, event.config, self.rng)
         return self.model.get_params() - event.params, result.samples, result.loss
+
+    def drift_report(self, round: int) -> DriftReport:
+        """Summaries of this member's data and of the global model on it (only these leave)."""
+        assert self._Z is not None
+        z_means = np.abs(self._Z.mean(axis=0)) if len(self._Z) else np.zeros(1)
+        y = self.data.y
+        positive = y != 0
+        pred = self.model.predict_proba(self._Z).argmax(axis=1) != 0 if len(y) else positive
+        tp = float(np.sum(pred & positive))
+        denom = float(np.sum(pred) + np.sum(positive))
+        return DriftReport(
+            round=round, records=len(y), feature_shift=float(np.mean(z_means)),
+            label_rate=float(np.mean(positive)) if len(y) else 0.0,
+            model_f1=2 * tp / denom if denom else 0.0,
+            flag_rate=float(np.mean(pred)) if len(y) else 0.0,
+        )  # fmt: skip
 
     def _refuse_plain(self, round: int, what: str) -> None:
         if self.require_secure:

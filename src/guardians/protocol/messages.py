@@ -110,6 +110,30 @@ class GlobalModel(Message):
         _nonneg(round=self.round)
 
 
+@message("fl/drift-report")
+@dataclass(frozen=True, eq=False)
+class DriftReport(Message):
+    """Member → coordinator, after adopting a global model: summaries computed locally, never
+    records. ``feature_shift`` is the mean |z| of the member's feature means under the
+    consortium standardization (how unlike the consortium its data is); ``label_rate`` its
+    share of positive (attack) records; ``model_f1`` and ``flag_rate`` how the new global model
+    does on its records (F1, share flagged as attacks)."""
+
+    round: int
+    records: int
+    feature_shift: float
+    label_rate: float
+    model_f1: float
+    flag_rate: float
+
+    def __post_init__(self) -> None:
+        _nonneg(round=self.round, records=self.records)
+        for name in ("feature_shift", "label_rate", "model_f1", "flag_rate"):
+            v = getattr(self, name)
+            if not (isinstance(v, float) and v == v and v >= 0):
+                raise ValueError(f"drift report: {name} must be a non-negative number")
+
+
 @message("central/records")
 @dataclass(frozen=True, eq=False)
 class RecordsUpload(Message):
