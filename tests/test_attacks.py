@@ -126,3 +126,25 @@ def test_round_reports_per_layer_update_statistics(split):
     names = [n for n, _ in m.layer_slices()]
     assert names == ["W1", "b1", "W2", "b2", "W3", "b3"]
     assert sum(sl.stop - sl.start for _, sl in m.layer_slices()) == m.n_params
+
+
+def test_label_flipping_at_30_percent_degrades_fedavg(split, clean):
+    hit = cell(split, "fedavg", "label-flip", 0.3)
+    assert hit["f1"] < clean["f1"] - 0.1
+
+
+@pytest.mark.parametrize("attack", ["sign-flip", "gaussian", "alie", "ipm", "min-max", "min-sum"])
+def test_each_crafted_update_moves_the_fedavg_aggregate(attack):
+    """Two crafted updates among eight honest ones pull FedAvg away from the honest mean; the
+    coordinate-wise median moves less."""
+    from guardians.learning.aggregate import FedAvg, Median
+
+    rng = np.random.default_rng(5)
+    honest = rng.normal(0.3, 1.0, (8, 300))
+    bad = attacks.craft(attack, honest[:2], n_total=10, n_malicious=2, rng=rng)
+    u = np.vstack([honest, bad, bad])
+    target = honest.mean(axis=0)
+    moved = np.linalg.norm(FedAvg()(u, np.ones(10)).update - target)
+    assert moved > 0.01 * np.linalg.norm(target)
+    if attack in ("sign-flip", "gaussian"):
+        assert np.linalg.norm(Median()(u, np.ones(10)).update - target) < moved

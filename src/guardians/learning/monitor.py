@@ -25,6 +25,7 @@ class UpdateMonitor:
     norm_factor: float = 3.0  # alert above this × the median norm
     min_cosine: float = -0.2  # alert below this cosine to the aggregate
     probe_factor: float = 3.0  # alert when probe-loss increase exceeds this × the median |Δ|
+    probe_min: float = 0.05  # ... and this much in absolute terms (small late-round wobbles)
     aggregate_factor: float = 4.0  # secure aggregation: aggregate norm vs the running median
     _aggregate_norms: list[float] = field(default_factory=list)
 
@@ -46,7 +47,7 @@ class UpdateMonitor:
             if s.get("cosine", 1.0) < self.min_cosine:
                 why.append(f"cosine {s['cosine']:.2f} to the round's median update")
             inc = s.get("probe_loss_increase")
-            if inc is not None and inc > 0 and inc > self.probe_factor * max(pmed, 1e-12):
+            if inc is not None and inc > max(self.probe_min, self.probe_factor * pmed):
                 why.append(f"alone it raises the probe loss by {inc:.3g}")
             if why:
                 out[m] = "; ".join(why)
