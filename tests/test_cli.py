@@ -247,3 +247,10 @@ def test_zk_attribute_commit_prove_verify(tmp_path):
     assert r.exit_code == 1 and "INVALID" in r.output
     proof.write_text("{not json")
     assert _run("zk", "verify", "--proof", str(proof)).exit_code == 2
+
+
+def test_demo_refuses_an_incoherent_rule_before_training():
+    r = _run("demo", "--rule", "krum", "--assumed-malicious", "1", "--quick", "--no-wdbc")
+    assert r.exit_code == 2 and "sees only their sum" in r.output
+    r = _run("demo", "--rule", "geomed", "--privacy", "none", "--quick")
+    assert r.exit_code == 2 and "unknown aggregation rule" in r.output

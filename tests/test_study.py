@@ -216,3 +216,14 @@ def test_secure_round_survives_a_dropout_at_any_stage(split, stage):
         assert "m3" in result.dropped
     assert np.all(np.isfinite(result.params))
     assert all(node.global_round == 1 for node in nodes.values())
+
+
+def test_plaintext_study_with_a_robust_rule_reports_exclusions():
+    from guardians.study import config_for, run_study
+
+    cfg = config_for("wdbc", privacy="none", rule="multi-krum", assumed_malicious=1, rounds=3,
+                     seed=1)  # fmt: skip
+    m = run_study(cfg).metrics
+    assert m["config"]["rule"] == "multi-krum"
+    assert m["federated"]["accuracy"] > 0.5
+    assert len(m["federated"]["per_round"]) == 3

@@ -152,6 +152,24 @@ def demo(
             "undefended (FedAvg) and defended (Multi-Krum, monitoring, quarantine)."
         ),
     ] = True,
+    rule: Annotated[
+        str,
+        typer.Option(
+            help="Aggregation rule of the main run: fedavg, norm-bound, median, trimmed-mean, "
+            "krum, multi-krum, bulyan, fltrust (needs a root set: not in the demo), foolsgold, or "
+            "norm-bound+RULE. All but fedavg and norm-bound need --privacy none."
+        ),
+    ] = "fedavg",
+    assumed_malicious: Annotated[
+        int, typer.Option(help="Malicious members Krum-style rules must tolerate (f).", min=0)
+    ] = 0,
+    robustness: Annotated[
+        Path | None,
+        typer.Option(
+            help="robustness.json from `guardians bench robustness --out DIR`, to show its "
+            "heatmap in the report."
+        ),
+    ] = None,
     seed: Annotated[
         int, typer.Option(help="Seed for partitioning, initialisation, shuffling.")
     ] = 0,
@@ -200,8 +218,19 @@ def demo(
             proofs=proofs,
             norm_bound=norm_bound,
             attacks=attacks,
+            rule=rule,
+            assumed_malicious=assumed_malicious,
             seed=seed,
         )
+        robustness_data = None
+        if robustness is not None:
+            try:
+                robustness_data = json.loads(robustness.read_text())
+                if not isinstance(robustness_data.get("cells"), list):
+                    raise ValueError("no list of cells")
+            except (OSError, ValueError, AttributeError) as exc:
+                raise ConfigError(f"--robustness {robustness}: not a robustness result "
+                                  f"({type(exc).__name__}: {exc})") from None  # fmt: skip
         wdbc_cfg = config_for("wdbc", members=members, model=model, privacy=privacy, seed=seed,
                               proofs=proofs, norm_bound=norm_bound)  # fmt: skip
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +279,7 @@ def demo(
             render_report(
                 _jsonable(main), _jsonable(scorecard),
                 _jsonable(wdbc_m) if wdbc_m is not None and wdbc_m is not main else None,
-                command,
+                command, robustness_data,
             ),
             encoding="utf-8",
         )  # fmt: skip

@@ -29,6 +29,7 @@ from guardians.engine.egress import EgressMeter
 from guardians.engine.inprocess import COORDINATOR, InProcessFederation, InProcessNetwork
 from guardians.errors import ConfigError
 from guardians.learning import attacks
+from guardians.learning.aggregate import make_rule
 from guardians.learning.data import Dataset, DataSplit, load_dataset
 from guardians.learning.metrics import Predictions, evaluate
 from guardians.learning.models import MLP, build_model
@@ -78,6 +79,11 @@ class StudyConfig:
     # NSL-KDD: also run the consortium with a backdoor attacker and a Sybil cluster, undefended
     # (FedAvg) and defended (Multi-Krum, monitoring, quarantine).
     attacks: bool = False
+    # Aggregation rule of the main federated run (see learning.aggregate.policy) and the number
+    # of malicious members Krum-style rules tolerate. Under secure aggregation only fedavg and
+    # norm-bound are possible; the privacy comparison run uses fedavg.
+    rule: str = "fedavg"
+    assumed_malicious: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -89,6 +95,9 @@ class StudyConfig:
             raise ConfigError(f"unknown privacy {self.privacy!r}; choose one of {PRIVACY_METHODS}")
         if not self.norm_bound > 0:
             raise ConfigError(f"--norm-bound must be positive, got {self.norm_bound}")
+        if self.rule != "fedavg":  # refuse an incoherent policy before any training starts
+            make_rule(self.rule, privacy=self.privacy, members=self.members,
+                      f=self.assumed_malicious, norm_bound=self.norm_bound, root=False)  # fmt: skip
         if self.partition not in SCHEMES:
             raise ConfigError(f"unknown partition {self.partition!r}; choose one of {SCHEMES}")
 
@@ -151,6 +160,7 @@ def _run_federated(
     label: str = "federated",
     audit_dir: str | None = None,
     eth_rpc: str | None = None,
+    rule: str = "fedavg",
 ) -> tuple[Predictions, dict[str, Any], dict[str, Any]]:
     """One federated training run; returns test predictions, metrics and the egress summary.
     With ``audit_dir``, every round and model version goes on a witnessed transparency log."""
@@ -174,7 +184,11 @@ def _run_federated(
         privacy=privacy,
         directory=directory,
         consortium=CONSORTIUM,
-        norm_bound=cfg.norm_bound if cfg.proofs and privacy == "secagg" else None,
+        norm_bound=cfg.norm_bound
+        if (cfg.proofs and privacy == "secagg") or "norm-bound" in rule
+        else None,
+        rule=rule,
+        assumed_malicious=cfg.assumed_malicious,
     )
     audit = None
     if audit_dir is not None:
@@ -385,7 +399,7 @@ def run_study(
     t0 = time.perf_counter()
     fed_pred, federated, fed_egress = _run_federated(
         cfg, cfg.privacy, ids, shares, train, test, train_kinds, tick, audit_dir=audit_dir,
-        eth_rpc=eth_rpc,
+        eth_rpc=eth_rpc, rule=cfg.rule,
     )  # fmt: skip
     timings["federated_s"] = time.perf_counter() - t0
     comparison: dict[str, Any] = {}

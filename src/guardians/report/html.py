@@ -196,6 +196,19 @@ def _attacks(m: dict[str, Any]) -> str:
     )
 
 
+def _robustness(res: dict[str, Any] | None) -> str:
+    if not res:
+        return ""
+    st = res.get("setting", {})
+    return (
+        "<h2>Robustness matrix</h2><p>From <code>"
+        + _e(res.get("command", "guardians bench robustness"))
+        + f"</code>: {_e(st.get('members', '?'))} non-IID members, {_e(st.get('rounds', '?'))} "
+        "rounds per cell; left, F1 points lost against each defence's clean run; right, backdoor "
+        "success.</p><figure>" + plots.robustness_heatmap(res) + "</figure>"
+    )
+
+
 def _ledger(m: dict[str, Any]) -> str:
     led = m["federated"].get("ledger")
     if not led:
@@ -271,6 +284,7 @@ def render_report(
     scorecard: dict[str, Any],
     wdbc: dict[str, Any] | None = None,
     command: str = "",
+    robustness: dict[str, Any] | None = None,
 ) -> str:
     ds = main["dataset"]
     cfg = main["config"]
@@ -353,6 +367,7 @@ crossing a member's boundary and scans it for the member's records.</p>
 {_privacy(main)}
 {_proofs(main)}
 {_attacks(main)}
+{_robustness(robustness)}
 {_ledger(main)}
 
 {wdbc_html}
