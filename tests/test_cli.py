@@ -46,8 +46,12 @@ def test_quick_demo_writes_report_metrics_and_scorecard(quick_demo):
     ua = metrics["under_attack"]
     bad = {ua["malicious"]["backdoor"], *ua["malicious"]["sybil"]}
     assert ua["runs"]["fedavg"]["backdoor_success"] > 0.5
-    assert bad <= set(ua["runs"]["defended"]["quarantined"])
-    assert ua["runs"]["defended"]["backdoor_success"] < ua["runs"]["fedavg"]["backdoor_success"]
+    defended = ua["runs"]["defended"]
+    assert ua["malicious"]["backdoor"] in defended["quarantined"]
+    assert not set(defended["quarantined"]) - bad  # no honest member quarantined
+    rounds = metrics["config"]["rounds"]
+    assert all(defended["rounds_kept_out"][m] >= rounds // 2 for m in bad)
+    assert defended["backdoor_success"] < ua["runs"]["fedavg"]["backdoor_success"]
 
     card = json.loads((quick_demo / "scorecard.json").read_text())
     ids = {r["id"] for r in card["rows"]}
@@ -254,3 +258,27 @@ def test_demo_refuses_an_incoherent_rule_before_training():
     assert r.exit_code == 2 and "sees only their sum" in r.output
     r = _run("demo", "--rule", "geomed", "--privacy", "none", "--quick")
     assert r.exit_code == 2 and "unknown aggregation rule" in r.output
+
+
+def test_demo_refuses_a_file_that_is_not_a_robustness_result(tmp_path):
+    bad = tmp_path / "r.json"
+    bad.write_text('{"rows": []}')
+    r = _run("demo", "--robustness", str(bad), "--quick", "--no-wdbc", "--out", str(tmp_path))
+    assert r.exit_code == 2 and "not a robustness result" in " ".join(r.output.split())
+
+
+def test_report_embeds_a_robustness_heatmap():
+    from guardians.report.html import _robustness
+
+    cells = [
+        {"defence": d, "attack": a, "malicious_fraction": f, "f1_drop_points": x,
+         "backdoor_success": b}
+        for d, a, f, x, b in [("fedavg", "none", 0.0, 0.0, 0.0),
+                              ("fedavg", "backdoor", 0.2, 1.0, 1.0),
+                              ("default", "none", 0.0, 0.0, 0.0),
+                              ("default", "backdoor", 0.2, 0.1, 0.02)]
+    ]  # fmt: skip
+    html = _robustness({"cells": cells, "command": "guardians bench robustness",
+                        "setting": {"members": 10, "rounds": 20}})  # fmt: skip
+    assert "<svg" in html and "Robustness matrix" in html
+    assert _robustness(None) == ""

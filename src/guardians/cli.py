@@ -326,13 +326,16 @@ def demo(
     ua = main.get("under_attack")
     if ua:
         r = ua["runs"]
-        caught = [m for m in (ua["malicious"]["backdoor"], *ua["malicious"]["sybil"])
-                  if m in r["defended"]["quarantined"]]  # fmt: skip
+        bad = (ua["malicious"]["backdoor"], *ua["malicious"]["sybil"])
+        caught = [m for m in bad if m in r["defended"]["quarantined"]]
+        rounds = main["config"]["rounds"]
+        kept = [m for m in bad if r["defended"]["rounds_kept_out"][m] * 2 >= rounds]
         out.print(
             f"under attack ({ua['scenario']}): F1 clean {r['clean']['f1']:.4f}, FedAvg "
             f"{r['fedavg']['f1']:.4f} with backdoor success {r['fedavg']['backdoor_success']:.1%}, "
             f"defended {r['defended']['f1']:.4f} with {r['defended']['backdoor_success']:.1%}; "
-            f"{len(caught)} of 3 malicious identities quarantined",
+            f"{len(kept)} of 3 malicious identities kept out of most rounds, {len(caught)} "
+            "quarantined",
             highlight=False,
         )
     ledger = main["federated"].get("ledger")
