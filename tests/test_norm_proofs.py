@@ -3,6 +3,8 @@ tampering and cheating provers, batch verification and verifiable aggregation.""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -133,46 +135,12 @@ def test_claimed_projection_changes_fail(honest):
     for j in (0, STMT.projections - 1):
         w = list(proof.projections)
         w[j] += 1
-        bad = norm.NormProof(
-            proof.aux,
-            tuple(w),
-            *[
-                getattr(proof, f)
-                for f in (
-                    "t_main",
-                    "t_aux",
-                    "t1",
-                    "t2",
-                    "z_main",
-                    "z_aux",
-                    "sigma_main",
-                    "sigma_aux",
-                    "tau",
-                )
-            ],
-        )
+        bad = dataclasses.replace(proof, projections=tuple(w))
         with pytest.raises(ProofVerificationError):
             norm.verify(CTX, STMT, com, bad)
     w = list(proof.projections)
     w[0] = STMT.accept + 1
-    big = norm.NormProof(
-        proof.aux,
-        tuple(w),
-        *[
-            getattr(proof, f)
-            for f in (
-                "t_main",
-                "t_aux",
-                "t1",
-                "t2",
-                "z_main",
-                "z_aux",
-                "sigma_main",
-                "sigma_aux",
-                "tau",
-            )
-        ],
-    )
+    big = dataclasses.replace(proof, projections=tuple(w))
     with pytest.raises(ProofVerificationError, match="acceptance bound"):
         norm.verify(CTX, STMT, com, big)
 
