@@ -1,0 +1,1 @@
+"""Threat-intelligence sharing: STIX 2.1 from detections, anonymization, feed scanning."""

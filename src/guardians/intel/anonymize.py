@@ -1,0 +1,103 @@
+"""What leaves a member: indicators with no member identity, no internal context and no raw
+observables.
+
+- The author is the consortium's identity, never the member's; sightings name no one.
+- Internal addresses (private, loopback, link-local, shared, reserved) and internal host names
+  (single-label, .local, .lan, .internal, .corp, .home, .intranet) are dropped.
+- Every remaining observable value is replaced by a keyed hash, HMAC-SHA-256 under the epoch's
+  consortium key (derived with HKDF from the consortium secret and the epoch number, so keys
+  rotate): members holding the key can match their own telemetry against it; a relay or
+  outsider sees only 256-bit tags. The tag is framed with the observable's type, so an address
+  and a domain can never collide.
+- Observed-Data (raw telemetry) never leaves; a Sighting keeps only its count and time window.
+
+What each party learns is listed in docs/intel.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import stix2
+
+from guardians.crypto.hashing import frame_all
+from guardians.crypto.kdf import derive
+from guardians.intel.stix import TLP, Detection, IntelFormatError, _quote
+
+INTERNAL_SUFFIXES = (".local", ".lan", ".internal", ".corp", ".home", ".intranet", ".localdomain")
+TAG_PROPERTY = "x_guardians_tag"
+
+
+def is_internal_address(value: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        raise IntelFormatError(f"{value!r} is not an IP address") from None
+    return bool(ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+                or ip.is_unspecified or ip.is_multicast
+                or (ip.version == 4 and ip in ipaddress.ip_network("100.64.0.0/10")))  # fmt: skip
+
+
+def is_internal_host(name: str) -> bool:
+    n = name.strip(".").lower()
+    return "." not in n or n.endswith(INTERNAL_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class EpochKey:
+    epoch: int
+    key: bytes
+
+    @classmethod
+    def derive(cls, consortium_secret: bytes, epoch: int) -> EpochKey:
+        if len(consortium_secret) < 32:
+            raise IntelFormatError("the consortium secret must have at least 256 bits")
+        return cls(epoch, derive(consortium_secret, "intel/observable-key",
+                                 epoch.to_bytes(8, "big")))  # fmt: skip
+
+    def tag(self, kind: str, value: str) -> str:
+        """The keyed hash of one observable (lower-cased, so matching ignores case)."""
+        msg = frame_all(kind.encode(), value.strip().lower().encode())
+        return hmac.new(self.key, msg, hashlib.sha256).hexdigest()
+
+
+class Anonymizer:
+    def __init__(self, consortium: stix2.Identity, key: EpochKey) -> None:
+        self.consortium = consortium
+        self.key = key
+
+    def pattern(self, d: Detection) -> str:
+        terms = [f"network-traffic:protocols[*] = {_quote(d.protocol)}"]
+        if d.dst_port is not None:
+            terms.append(f"network-traffic:dst_port = {d.dst_port}")
+        for ref, ip in (("dst_ref", d.dst_ip), ("src_ref", d.src_ip)):
+            if ip and not is_internal_address(ip):
+                kind = "ipv6-addr" if ":" in ip else "ipv4-addr"
+                terms.append(f"network-traffic:{ref}.{TAG_PROPERTY} = "
+                             f"{_quote(self.key.tag(kind, ip))}")  # fmt: skip
+        obs = "[" + " AND ".join(terms) + "]"
+        if d.domain and not is_internal_host(d.domain):
+            tag = _quote(self.key.tag("domain-name", d.domain))
+            obs += f" OR [domain-name:{TAG_PROPERTY} = {tag}]"
+        return obs
+
+    def share(self, d: Detection, tlp: str = "green") -> list[Any]:
+        """The Indicator and Sighting a member may publish for ``d``."""
+        mark = [TLP[tlp]]
+        indicator = stix2.Indicator(
+            created_by_ref=self.consortium.id, name=f"{d.family} traffic",
+            pattern=self.pattern(d), pattern_type="stix", valid_from=d.first_seen,
+            indicator_types=["malicious-activity"], confidence=d.confidence,
+            object_marking_refs=mark, allow_custom=True,
+            x_guardians_epoch=self.key.epoch,
+        )  # fmt: skip
+        sighting = stix2.Sighting(
+            created_by_ref=self.consortium.id, sighting_of_ref=indicator.id, count=d.count,
+            first_seen=d.first_seen, last_seen=d.last_seen or d.first_seen,
+            object_marking_refs=mark,
+        )  # fmt: skip
+        return [indicator, sighting]
