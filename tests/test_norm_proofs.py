@@ -271,7 +271,13 @@ def test_generator_cache_is_checked_not_trusted(tmp_path, monkeypatch):
     fresh = bls._derive(label, 0, 12)
     assert bls.generators(label, 12) == fresh
     path = bls._cache_file(label)
-    assert path.stat().st_size == 12 * 96
+    assert path.stat().st_size == 32 + 12 * 96
+    # Bit rot in one coordinate: the digest no longer matches, the cache is rebuilt.
+    data = bytearray(path.read_bytes())
+    data[32 + 5 * 96 + 7] ^= 1
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(bls, "_generators", {})
+    assert bls.generators(label, 12) == fresh
     # Corrupt the file (every entry a valid but wrong point): loading rejects it.
     other = bls._derive("test/other", 0, 12)
     path.write_bytes(b"".join(bytes(p.to_xy_bytes_be()) for p in other))
@@ -280,3 +286,26 @@ def test_generator_cache_is_checked_not_trusted(tmp_path, monkeypatch):
     path.write_bytes(b"garbage")
     monkeypatch.setattr(bls, "_generators", {})
     assert bls.generators(label, 12) == fresh
+
+
+def test_projections_are_exact_for_large_dimensions_and_entries():
+    """The prover's projections are exact integers even where float64 sums of 32-bit halves
+    would not be (d = 2^22 entries up to 2^40)."""
+    rng = np.random.default_rng(12)
+    d = 1 << 22
+    x = rng.integers(-(2**40), 2**40, size=d, dtype=np.int64)
+    rows = norm._rows(bytes(32), 2, d)
+    got = norm._project_small(rows, x)
+    want = [int(x[rows[j] == 1].sum()) for j in range(2)]
+    assert got == want
+    big = np.array([2**62 - 1, -(2**62), 5, -7], dtype=np.int64)
+    r = np.array([[1, 1, 1, 1], [1, 0, 1, 0]], dtype=np.uint8)
+    assert norm._project_small(r, big) == [sum(int(v) for v in big), 2**62 - 1 + 5]
+
+
+def test_contribution_bound_must_fit_the_clip_range():
+    from guardians.protocol.secagg import contrib
+    from guardians.protocol.secagg.quantize import FixedPoint
+
+    with pytest.raises(ConfigError, match="clip range"):
+        contrib.statement(10, 9.0, FixedPoint(clip=8.0), 100)

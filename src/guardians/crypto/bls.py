@@ -6,7 +6,7 @@ rejected unless on the curve and in the prime-order subgroup; scalars as Python 
 r; a multi-scalar multiplication (Pippenger, in Rust) split over two threads; and independent
 generators from RFC 9380 hash-to-curve (suite BLS12381G1_XMD:SHA-256_SSWU_RO_) of a
 domain-separated label and index, cached on disk because deriving 65,536 of them takes
-≈ 20 s.
+≈ 20 s (the cache carries a digest and is spot-checked against the derivation on load).
 """
 
 from __future__ import annotations
@@ -161,14 +161,16 @@ def _load(label: str) -> list[G1Point]:
         data = path.read_bytes()
     except OSError:
         return []
-    n = len(data) // 96
-    if n == 0 or len(data) % 96:
+    digest, body = data[:32], data[32:]
+    n = len(body) // 96
+    # A digest against corruption (bit rot, a truncated write), then a spread of entries
+    # recomputed from their derivation. The cache lives in the user's own state directory.
+    if n == 0 or len(body) % 96 or tagged_hash("bls12-381/generator-cache", body) != digest:
         return []
     try:
-        pts = [G1Point.from_xy_bytes_unchecked_be(data[96 * i : 96 * i + 96]) for i in range(n)]
+        pts = [G1Point.from_xy_bytes_unchecked_be(body[96 * i : 96 * i + 96]) for i in range(n)]
     except Exception:
         return []
-    # The cache is a speed-up, never trusted: recompute a spread of entries and compare.
     probe = sorted({0, n - 1, *(secrets.randbelow(n) for _ in range(6))})
     for i in probe:
         if _derive(label, i, i + 1)[0] != pts[i]:
@@ -181,7 +183,8 @@ def _store(label: str, pts: list[G1Point]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(b"".join(bytes(p.to_xy_bytes_be()) for p in pts))
+        body = b"".join(bytes(p.to_xy_bytes_be()) for p in pts)
+        tmp.write_bytes(tagged_hash("bls12-381/generator-cache", body) + body)
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home still works, just slower next time

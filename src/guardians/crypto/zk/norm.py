@@ -63,8 +63,8 @@ class NormStatement:
     projections: int = PROJECTIONS
 
     def __post_init__(self) -> None:
-        if self.dim < 1:
-            raise ConfigError("a contribution has at least one coordinate")
+        if not 1 <= self.dim <= 1 << 30:
+            raise ConfigError(f"a contribution has 1 to 2^30 coordinates, not {self.dim}")
         if self.bound_sq < 1:
             raise ConfigError("the norm bound must be positive")
         if not 1 <= self.weight_bits <= 62:
@@ -163,14 +163,15 @@ _CHUNK = 32
 
 
 def _project_small(rows: np.ndarray, x: np.ndarray) -> list[int]:
-    """A·x over the integers for |xᵢ| < 2^62, exactly (two 32-bit halves in float64)."""
-    lo = (x & 0xFFFFFFFF).astype(np.float64)
-    hi = (x >> 32).astype(np.float64)  # arithmetic shift: x = hi·2^32 + lo
-    both = np.stack([lo, hi], axis=1)
-    out = np.empty((rows.shape[0], 2))
+    """A·x over the integers for int64 x, exactly: four 16-bit limbs (the top one signed), so
+    every float64 partial sum stays below 2^53 for d < 2^37."""
+    limbs = np.stack([(x >> s) & 0xFFFF for s in (0, 16, 32)] + [x >> 48], axis=1).astype(
+        np.float64
+    )
+    out = np.empty((rows.shape[0], 4))
     for s in range(0, rows.shape[0], _CHUNK):
-        out[s : s + _CHUNK] = rows[s : s + _CHUNK].astype(np.float64) @ both
-    return [int(a) + (int(b) << 32) for a, b in out.tolist()]
+        out[s : s + _CHUNK] = rows[s : s + _CHUNK].astype(np.float64) @ limbs
+    return [sum(int(v) << (16 * i) for i, v in enumerate(row)) for row in out.tolist()]
 
 
 def _project_mod(rows: np.ndarray, values: Sequence[int]) -> list[int]:

@@ -40,6 +40,10 @@ SIGNATURE_CONTEXT = b"secagg/contribution"
 def statement(dim: int, norm_bound: float, fp: FixedPoint, max_weight: int) -> norm.NormStatement:
     if fp.modulus_bits != 64:
         raise ConfigError("contribution proofs need 64-bit secure-aggregation words")
+    # Every coordinate of a proven update is then within the clip range too, so the capacity
+    # check (which assumes clipped coordinates) also covers a malicious member's words.
+    if norm_bound > fp.clip:
+        raise ConfigError(f"norm bound {norm_bound} exceeds the clip range {fp.clip}")
     return norm.NormStatement.for_update(dim, norm_bound, fp.scale_bits, max_weight)
 
 
