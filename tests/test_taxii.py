@@ -1,0 +1,170 @@
+"""The TAXII 2.1 server over real HTTP: interop with the OASIS `taxii2-client`, refusal of bad
+input (nothing stored), and pushing to / pulling from the OASIS reference server `medallion`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import stix2
+import uvicorn
+from taxii2client.v21 import Server, as_pages
+
+from guardians.engine.taxii import TAXII, taxii_app
+from guardians.intel.anonymize import Anonymizer, EpochKey
+from guardians.intel.stix import Detection, bundle, parse_bundle
+from guardians.intel.store import IntelStore
+
+CONSORTIUM = stix2.Identity(name="Guardians consortium", identity_class="organization")
+USER, PASSWORD = "member-01", "correct horse battery staple"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _shared(n: int) -> list:
+    key = EpochKey.derive(os.urandom(32), 1)
+    out = []
+    for i in range(n):
+        d = Detection(family=f"family-{i}", protocol="tcp", dst_port=1000 + i,
+                      src_ip=f"93.184.216.{i + 1}", count=i + 1,
+                      first_seen=datetime(2026, 11, 22, 8, i, tzinfo=UTC))  # fmt: skip
+        out += Anonymizer(CONSORTIUM, key).share(d)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    store = IntelStore(tmp_path_factory.mktemp("intel") / "intel.db")
+    cid = store.create_collection("indicators", "anonymized consortium indicators")
+    port = _free_port()
+    app = taxii_app(store, users={USER: PASSWORD}, max_content_length=200_000)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", cid, store
+    srv.should_exit = True
+    th.join(timeout=5)
+
+
+def test_taxii2_client_round_trip(server):
+    base, cid, _ = server
+    api = Server(f"{base}/taxii2/", user=USER, password=PASSWORD).api_roots[0]
+    assert api.versions == [TAXII]
+    (coll,) = [c for c in api.collections if c.id == cid]
+    objs = _shared(3)
+    status = coll.add_objects(bundle(objs))
+    assert status.status == "complete" and status.success_count == 6
+    got = coll.get_objects()
+    assert [o["id"] for o in got["objects"]] == [o["id"] for o in objs]
+    parse_bundle(json.dumps({"type": "bundle", "id": "bundle--" + "0" * 8 + "-0000-4000-8000-"
+                             + "0" * 12, "objects": got["objects"]}))  # fmt: skip
+    one = coll.get_object(objs[2]["id"])
+    assert one["objects"][0]["id"] == objs[2]["id"]
+    man = coll.get_manifest()
+    assert {m["id"] for m in man["objects"]} == {o["id"] for o in objs}
+    pages = [p["objects"] for p in as_pages(coll.get_objects, per_request=2)]
+    assert [len(p) for p in pages] == [2, 2, 2]
+    later = coll.get_objects(added_after=man["objects"][-1]["date_added"])
+    assert later.get("objects", []) == []
+    only = coll.get_objects(type="sighting")
+    assert {o["type"] for o in only["objects"]} == {"sighting"}
+    assert api.get_status(status.id).status == "complete"
+
+
+def _auth() -> dict[str, str]:
+    tok = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    return {"Authorization": f"Basic {tok}", "Accept": TAXII, "Content-Type": TAXII}
+
+
+def test_bad_requests_get_taxii_errors_and_store_nothing(server):
+    base, cid, store = server
+    url = f"{base}/api/collections/{cid}/objects/"
+    before = len(store.page(cid, limit=1000).objects)
+    good = json.loads(bundle(_shared(1)))["objects"]
+    cases = [
+        (b"{not json", 400, "invalid STIX"),
+        (json.dumps({"objects": [*good, {"type": "indicator", "spec_version": "2.1"}]}).encode(),
+         400, "invalid"),
+        (json.dumps({"objects": []}).encode(), 400, "no objects"),
+        (b"x" * 200_001, 413, "too large"),
+    ]  # fmt: skip
+    for body, code, text in cases:
+        r = httpx.post(url, content=body, headers=_auth())
+        assert r.status_code == code, (code, r.text)
+        assert r.headers["content-type"].startswith("application/taxii+json")
+        assert text in r.json()["title"] + r.json()["description"]
+    assert len(store.page(cid, limit=1000).objects) == before  # the good object was not kept
+    h = _auth()
+    assert httpx.get(f"{base}/api/collections/nope/objects/", headers=h).status_code == 404
+    assert httpx.get(f"{base}/other/", headers=h).status_code == 404
+    assert httpx.get(f"{base}/api/status/nope/", headers=h).status_code == 404
+    assert httpx.get(f"{base}/api/", headers={**h, "Accept": "text/html"}).status_code == 406
+    assert httpx.post(url, content=b"{}", headers={**h, "Content-Type": "application/json"}
+                      ).status_code == 415  # fmt: skip
+    assert httpx.get(f"{base}/taxii2/", headers={"Accept": TAXII}).status_code == 401
+    bad = {**h, "Authorization": "Basic " + base64.b64encode(b"member-01:wrong").decode()}
+    assert httpx.get(f"{base}/taxii2/", headers=bad).status_code == 401
+    r = httpx.get(f"{base}/api/collections/{cid}/objects/?limit=many", headers=h)
+    assert r.status_code == 400
+
+
+def test_push_to_and_pull_from_medallion(tmp_path):
+    """The reference TAXII 2.1 server accepts what we share, and we read back valid STIX."""
+    import medallion
+    from werkzeug.serving import make_server
+
+    col = "472c94ae-3113-4e3e-a4dd-a9f4ac7471d4"
+    port = _free_port()
+    data = {
+        "/discovery": {"title": "medallion", "default": f"http://127.0.0.1:{port}/api1/",
+                       "api_roots": [f"http://127.0.0.1:{port}/api1/"]},
+        "api1": {"information": {"title": "api1", "versions": [TAXII],
+                                 "max_content_length": 1_000_000},
+                 "status": [],
+                 "collections": [{"id": col, "title": "shared", "can_read": True,
+                                  "can_write": True, "media_types": [], "objects": [],
+                                  "manifest": []}]},
+    }  # fmt: skip
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(data))
+    app = medallion.application_instance
+    medallion.set_config(app, "users", {"users": {"guardians": "pw"}})
+    medallion.set_config(app, "taxii", {"taxii": {"max_page_size": 100}})
+    medallion.set_config(app, "backend", {"backend": {
+        "module": "medallion.backends.memory_backend", "module_class": "MemoryBackend",
+        "filename": str(path)}})  # fmt: skip
+    if "objects" not in app.blueprints:
+        medallion.register_blueprints(app)
+    srv = make_server("127.0.0.1", port, app)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    try:
+        api = Server(f"http://127.0.0.1:{port}/taxii2/", user="guardians",
+                     password="pw").api_roots[0]  # fmt: skip
+        coll = api.collections[0]
+        objs = _shared(2)
+        status = coll.add_objects(bundle(objs))
+        assert status.success_count == 4
+        back = coll.get_objects()["objects"]
+        assert {o["id"] for o in back} == {o["id"] for o in objs}
+        wrapped = {"type": "bundle", "id": "bundle--6f5b1c9e-2b7c-4d36-9d7e-0d8a4b6f1e11",
+                   "objects": back}  # fmt: skip
+        assert len(parse_bundle(json.dumps(wrapped))) == 4
+    finally:
+        srv.shutdown()
+        th.join(timeout=5)
