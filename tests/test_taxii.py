@@ -17,7 +17,10 @@ import stix2
 import uvicorn
 from taxii2client.v21 import Server, as_pages
 
+from guardians.crypto.group import Point, Scalar
+from guardians.crypto.sign import SigningKey
 from guardians.engine.taxii import TAXII, taxii_app
+from guardians.intel import auth
 from guardians.intel.anonymize import Anonymizer, EpochKey
 from guardians.intel.stix import Detection, bundle, parse_bundle
 from guardians.intel.store import IntelStore
@@ -168,3 +171,85 @@ def test_push_to_and_pull_from_medallion(tmp_path):
     finally:
         srv.shutdown()
         th.join(timeout=5)
+
+
+# --- authenticated sharing ------------------------------------------------------------------
+NAMES = ("member-01", "member-02", "member-03")
+KEYS = {m: SigningKey.generate() for m in NAMES}
+DIRECTORY = {m: k.verify_key for m, k in KEYS.items()}
+RING_SECRETS = {m: Scalar.random() for m in NAMES}
+RING = [Point.base_mul(RING_SECRETS[m]) for m in NAMES]
+
+
+def _authenticate(obj: dict) -> tuple[str, str]:
+    return auth.verify(obj, "guardians", DIRECTORY, RING)
+
+
+@pytest.fixture(scope="module")
+def authed(tmp_path_factory):
+    store = IntelStore(tmp_path_factory.mktemp("intel-auth") / "intel.db")
+    cid = store.create_collection("indicators")
+    port = _free_port()
+    app = taxii_app(store, users={USER: PASSWORD}, authenticate=_authenticate, per_source=3)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}/api/collections/{cid}/objects/", store, cid
+    srv.should_exit = True
+    th.join(timeout=5)
+
+
+def _dicts(n: int) -> list[dict]:
+    return [json.loads(o.serialize()) for o in _shared(n)]
+
+
+def _post(url: str, objs: list[dict]) -> httpx.Response:
+    return httpx.post(url, content=json.dumps({"objects": objs}), headers=_auth())
+
+
+def test_signed_and_anonymous_objects_are_accepted(authed):
+    url, store, cid = authed
+    objs = _dicts(1)
+    signed = [auth.sign(o, "guardians", "member-02", KEYS["member-02"]) for o in objs]
+    assert auth.verify(signed[0], "guardians", DIRECTORY, RING) == ("signed", "member-02")
+    r = _post(url, signed)
+    assert r.status_code == 202, r.text
+    anon = [auth.sign_anonymously(o, "guardians", RING, 9, RING_SECRETS["member-03"])
+            for o in _dicts(1)]  # fmt: skip
+    kind, _ = auth.verify(anon[0], "guardians", DIRECTORY, RING)
+    assert kind == "anonymous" and "member-03" not in json.dumps(anon)
+    assert _post(url, anon).status_code == 202
+    stored = store.page(cid, limit=100).objects
+    assert any(auth.ANONYMOUS in o for o in stored) and any(auth.SIGNED in o for o in stored)
+
+
+def test_unsigned_forged_replayed_and_flooding_objects_are_refused(authed):
+    url, store, cid = authed
+    before = len(store.page(cid, limit=1000).objects)
+    objs = _dicts(1)
+    r = _post(url, objs)
+    assert r.status_code == 400 and "unsigned" in r.json()["description"]
+    signed = auth.sign(objs[0], "guardians", "member-01", KEYS["member-01"])
+    tampered = {**signed, "confidence": 5}
+    r = _post(url, [tampered])
+    assert r.status_code == 400 and "does not verify" in r.json()["description"]
+    outsider = auth.sign(objs[0], "guardians", "mallory", SigningKey.generate())
+    assert "not a consortium member" in _post(url, [outsider]).json()["description"]
+    wrong_ring = auth.sign_anonymously(objs[1], "guardians", RING, 9, RING_SECRETS["member-01"])
+    wrong_ring[auth.ANONYMOUS]["epoch"] = 10
+    assert _post(url, [wrong_ring]).status_code == 400
+    assert len(store.page(cid, limit=1000).objects) == before  # nothing of any of these kept
+    assert _post(url, [signed]).status_code == 202
+    r = _post(url, [signed])
+    assert r.status_code == 409 and "already" in r.json()["description"]
+    # One anonymous member, one epoch: at most 3 objects, however they are split.
+    flood = [auth.sign_anonymously(o, "guardians", RING, 11, RING_SECRETS["member-01"])
+             for o in _dicts(2)]  # fmt: skip
+    assert _post(url, flood[:2]).status_code == 202
+    r = _post(url, flood[2:])
+    assert r.status_code == 429, r.text
+    assert len(store.page(cid, limit=1000).objects) == before + 1 + 2

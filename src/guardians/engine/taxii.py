@@ -3,8 +3,10 @@ discovery, API root, collections, objects (with ``added_after``, ``limit``/``nex
 ``match[id]`` and ``match[type]``), one object, manifest, status. ``guardians intel serve``.
 
 Media type ``application/taxii+json;version=2.1`` both ways; a request that accepts nothing we
-can send gets 406, a body over the API root's limit 413, anything that is not valid STIX 2.1 a
-TAXII error message with 400 (and nothing stored), an unknown collection or status 404.
+can send gets 406, a body over the API root's limit 413, anything that is not valid STIX 2.1 or not
+authenticated a TAXII error message with 400, a replayed object 409, an anonymous source over
+its quota 429 (and in every case nothing of the request is stored), an unknown collection or
+status 404.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from guardians.intel.auth import IntelAuthError
 from guardians.intel.stix import MAX_BUNDLE_BYTES, IntelFormatError
-from guardians.intel.store import IntelStore, UnknownCollectionError
+from guardians.intel.store import (
+    Authenticate,
+    FloodError,
+    IntelStore,
+    ReplayError,
+    UnknownCollectionError,
+)
 
 TAXII = "application/taxii+json;version=2.1"
 API_ROOT = "api"
@@ -39,8 +48,12 @@ def taxii_app(
     title: str = "Guardians consortium intel",
     users: Mapping[str, str] | None = None,
     max_content_length: int = MAX_BUNDLE_BYTES,
+    authenticate: Authenticate | None = None,
+    per_source: int = 100,
 ) -> FastAPI:
-    """``users``: HTTP Basic credentials (name → password); None leaves the server open."""
+    """``users``: HTTP Basic credentials (name → password); None leaves the server open.
+    ``authenticate``: checks each posted object's member signature or membership proof (see
+    :mod:`guardians.intel.auth`); ``per_source`` caps an anonymous source's objects."""
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
@@ -75,6 +88,18 @@ def taxii_app(
     @app.exception_handler(IntelFormatError)
     async def bad(request: Request, exc: IntelFormatError) -> JSONResponse:
         return _error(400, "invalid STIX content", str(exc))
+
+    @app.exception_handler(IntelAuthError)
+    async def unauthentic(request: Request, exc: IntelAuthError) -> JSONResponse:
+        return _error(400, "unauthenticated object", str(exc))
+
+    @app.exception_handler(ReplayError)
+    async def replay(request: Request, exc: ReplayError) -> JSONResponse:
+        return _error(409, "replayed object", str(exc))
+
+    @app.exception_handler(FloodError)
+    async def flood(request: Request, exc: FloodError) -> JSONResponse:
+        return _error(429, "too many objects from one anonymous source", str(exc))
 
     @app.get("/taxii2/")
     def discovery(request: Request) -> JSONResponse:
@@ -137,7 +162,9 @@ def taxii_app(
         body = await request.body()
         if len(body) > max_content_length:
             return _error(413, "too large", f"{len(body)} bytes; limit {max_content_length}")
-        return _ok(store.add(cid, body, max_bytes=max_content_length), status=202)
+        status = store.add(cid, body, max_bytes=max_content_length, authenticate=authenticate,
+                           per_source=per_source)  # fmt: skip
+        return _ok(status, status=202)
 
     @app.get("/{root}/collections/{cid}/objects/{oid}/")
     def get_object(root: str, cid: str, oid: str, request: Request) -> JSONResponse:

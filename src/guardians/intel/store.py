@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,11 +30,23 @@ CREATE TABLE IF NOT EXISTS objects (
   UNIQUE (collection, id, version));
 CREATE INDEX IF NOT EXISTS objects_added ON objects (collection, added, seq);
 CREATE TABLE IF NOT EXISTS statuses (id TEXT PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, count INTEGER NOT NULL);
 """
 
 
 class UnknownCollectionError(GuardiansError):
     """No such collection (or not readable/writable as asked)."""
+
+
+class ReplayError(GuardiansError):
+    """An object version the feed already holds was sent again."""
+
+
+class FloodError(GuardiansError):
+    """An anonymous source exceeded its objects per epoch."""
+
+
+Authenticate = Callable[[dict[str, Any]], tuple[str, str]]
 
 
 def _ts(dt: datetime) -> str:
@@ -85,8 +98,18 @@ class IntelStore:
         raise UnknownCollectionError(f"no collection {cid!r}")
 
     # --- objects --------------------------------------------------------------------------
-    def add(self, cid: str, envelope: bytes | str, *, max_bytes: int) -> dict[str, Any]:
-        """Validate and store a TAXII envelope's objects; return the TAXII status resource."""
+    def add(
+        self,
+        cid: str,
+        envelope: bytes | str,
+        *,
+        max_bytes: int,
+        authenticate: Authenticate | None = None,
+        per_source: int = 100,
+    ) -> dict[str, Any]:
+        """Validate, authenticate and store a TAXII envelope's objects; return the TAXII status
+        resource. All or nothing: any bad, unsigned, replayed or flooding object and nothing of
+        the request is stored."""
         c = self.collection(cid)
         if not c["can_write"]:
             raise UnknownCollectionError(f"collection {cid!r} is not writable")
@@ -99,21 +122,40 @@ class IntelStore:
             doc = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": doc["objects"]}
             raw = json.dumps(doc).encode()
         objs = parse_bundle(raw, max_bytes=max_bytes)  # raises before anything is stored
+        raw_objs = json.loads(raw)["objects"]
+        sources: dict[str, int] = {}
+        if authenticate is not None:
+            for o in raw_objs:
+                kind, who = authenticate(o)  # raises IntelAuthError
+                if kind == "anonymous":
+                    sources[who] = sources.get(who, 0) + 1
         now = datetime.now(UTC)
         added = _ts(now)
         successes = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                for who, n in sources.items():
+                    row = self._db.execute("SELECT count FROM sources WHERE source = ?",
+                                           (who,)).fetchone()  # fmt: skip
+                    total = (row[0] if row else 0) + n
+                    if total > per_source:
+                        raise FloodError(
+                            f"anonymous source {who[:24]}… would have {total} objects this "
+                            f"epoch; the limit is {per_source}"
+                        )
+                    self._db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (who, total))
                 for o in objs:
                     text = o.serialize()
                     j = json.loads(text)
                     version = str(j.get("modified") or j.get("created") or added)
-                    self._db.execute(
+                    cur = self._db.execute(
                         "INSERT OR IGNORE INTO objects (collection, id, version, added, type, json)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
                         (cid, o["id"], version, added, o["type"], text),
                     )
+                    if cur.rowcount == 0:
+                        raise ReplayError(f"{o['id']} version {version} is already in the feed")
                     successes.append({"id": o["id"], "version": version})
                 status = {
                     "id": str(uuid.uuid4()), "status": "complete", "request_timestamp": added,
