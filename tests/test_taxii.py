@@ -253,3 +253,44 @@ def test_unsigned_forged_replayed_and_flooding_objects_are_refused(authed):
     r = _post(url, flood[2:])
     assert r.status_code == 429, r.text
     assert len(store.page(cid, limit=1000).objects) == before + 1 + 2
+
+
+# --- the CLI ------------------------------------------------------------------------------
+def test_cli_share_push_pull_round_trip(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from guardians.cli import app
+
+    base, cid, _ = server
+    run = CliRunner().invoke
+    secret = tmp_path / "secret.hex"
+    secret.write_text(os.urandom(32).hex())
+    dets = tmp_path / "detections.json"
+    dets.write_text(json.dumps([
+        {"family": "worm-y", "protocol": "tcp", "dst_port": 4444, "src_ip": "93.184.216.99",
+         "dst_ip": "192.168.7.7", "domain": "files.internal", "count": 3,
+         "first_seen": "2026-11-22T09:00:00+00:00"},
+    ]))  # fmt: skip
+    shared = tmp_path / "shared.json"
+    r = run(app, ["intel", "share", str(dets), "--secret-file", str(secret), "--epoch", "3",
+                  "--out", str(shared)])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "anonymized share 100.0%" in r.output
+    text = shared.read_text()
+    assert "93.184.216.99" not in text and "192.168.7.7" not in text and "internal" not in text
+    url = f"{base}/api/collections/{cid}/"
+    r = run(app, ["intel", "push", str(shared), "--url", url, "--user", USER, "--password",
+                  PASSWORD])  # fmt: skip
+    assert r.exit_code == 0 and "2 succeeded" in r.output, r.output
+    pulled = tmp_path / "pulled.json"
+    r = run(app, ["intel", "pull", "--url", url, "--out", str(pulled), "--user", USER,
+                  "--password", PASSWORD])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    ids = {o["id"] for o in json.loads(pulled.read_text())["objects"]}
+    assert {o["id"] for o in json.loads(text)["objects"]} <= ids
+    r = run(app, ["intel", "push", str(dets), "--url", url])  # not a bundle: refused locally
+    assert r.exit_code == 2 and "not a STIX bundle" in r.output
+    secret.write_text("00")
+    r = run(app, ["intel", "share", str(dets), "--secret-file", str(secret), "--epoch", "3",
+                  "--out", str(shared)])  # fmt: skip
+    assert r.exit_code == 2 and "256 bits" in r.output

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import shlex
 import shutil
 import sys
 import time
+import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -723,6 +726,204 @@ def ledger_serve(
         raise typer.Exit(code=2)
     console.print(f"serving {log} at http://{host}:{port}/ (checkpoint, tile/...)")
     uvicorn.run(ledger_app(log), host=host, port=port, log_level="warning")
+
+
+intel_app = typer.Typer(
+    help="Threat-intelligence sharing: anonymized STIX 2.1 over TAXII 2.1.", no_args_is_help=True
+)
+app.add_typer(intel_app, name="intel")
+
+
+def _members_file(path: Path) -> tuple[str, dict[str, Any], list[Any]]:
+    """A consortium member list: {"consortium": name, "members": {name: {"identity": base64
+    composite public key, "ring": hex ristretto255 point}}}."""
+    from guardians.crypto.group import Point
+    from guardians.crypto.sign import VerifyKey
+
+    try:
+        doc = json.loads(path.read_text())
+        directory = {m: VerifyKey(base64.b64decode(v["identity"]))
+                     for m, v in doc["members"].items()}  # fmt: skip
+        ring = [Point.from_bytes(bytes.fromhex(v["ring"])) for v in doc["members"].values()]
+        return str(doc["consortium"]), directory, ring
+    except (OSError, ValueError, KeyError, TypeError, GuardiansError) as exc:
+        raise _fail(
+            ConfigError(f"{path}: not a member list ({type(exc).__name__}: {exc})")
+        ) from None
+
+
+@intel_app.command("serve")
+def intel_serve(
+    db: Annotated[Path, typer.Option(help="SQLite file of the feed (created if missing).")] = Path(
+        "out/intel/intel.db"
+    ),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    collection: Annotated[
+        str, typer.Option(help="Title of the collection created when the feed is new.")
+    ] = "indicators",
+    user: Annotated[
+        list[str] | None, typer.Option(help="NAME:PASSWORD allowed in (HTTP Basic); repeat.")
+    ] = None,
+    members: Annotated[
+        Path | None,
+        typer.Option(
+            help="Member list: only objects signed by a member or carrying a "
+            "membership proof are accepted."
+        ),
+    ] = None,
+) -> None:
+    """Serve the consortium's feed as a TAXII 2.1 server (discovery at /taxii2/)."""
+    import uvicorn
+
+    from guardians.engine.taxii import taxii_app
+    from guardians.intel import auth
+    from guardians.intel.store import IntelStore
+
+    users = None
+    if user:
+        users = {}
+        for u in user:
+            name, sep, pw = u.partition(":")
+            if not sep or not name or not pw:
+                raise _fail(ConfigError(f"--user {u!r}: expected NAME:PASSWORD"))
+            users[name] = pw
+    db.parent.mkdir(parents=True, exist_ok=True)
+    store = IntelStore(db)
+    if not store.collections():
+        store.create_collection(collection, "consortium indicators (anonymized)")
+    check = None
+    if members is not None:
+        consortium, directory, ring = _members_file(members)
+
+        def check(obj: dict[str, Any]) -> tuple[str, str]:
+            return auth.verify(obj, consortium, directory, ring)
+
+    else:
+        console.print("[yellow]warning:[/] no --members: objects are accepted unauthenticated")
+    if users is None:
+        console.print("[yellow]warning:[/] no --user: anyone who can reach the port can read")
+    for c in store.collections():
+        console.print(f"collection {c['id']} ({c['title']})", highlight=False)
+    console.print(f"TAXII 2.1 at http://{host}:{port}/taxii2/", highlight=False)
+    uvicorn.run(taxii_app(store, users=users, authenticate=check), host=host, port=port,
+                log_level="warning")  # fmt: skip
+
+
+def _collection(url: str, user: str | None, password: str | None) -> Any:
+    from taxii2client.v21 import Collection
+
+    if not url.endswith("/"):
+        url += "/"
+    return Collection(url, user=user, password=password)
+
+
+@intel_app.command("push")
+def intel_push(
+    bundle_file: Annotated[Path, typer.Argument(help="A STIX 2.1 bundle (JSON).")],
+    url: Annotated[str, typer.Option(help="Collection URL: .../api/collections/ID/")],
+    user: Annotated[str | None, typer.Option(help="HTTP Basic user.")] = None,
+    password: Annotated[str | None, typer.Option(help="HTTP Basic password.")] = None,
+) -> None:
+    """Validate a bundle locally, then add it to a TAXII 2.1 collection (ours or any other)."""
+    from guardians.intel.stix import parse_bundle
+
+    try:
+        objs = parse_bundle(bundle_file.read_bytes())
+    except OSError as exc:
+        raise _fail(ConfigError(f"{bundle_file}: {exc}")) from None
+    except GuardiansError as exc:
+        raise _fail(exc) from None
+    try:
+        status = _collection(url, user, password).add_objects(bundle_file.read_text())
+    except Exception as exc:  # the client raises requests' and its own exception types
+        raise _fail(ConfigError(f"push to {url} failed: {exc}")) from None
+    out.print(f"pushed {len(objs)} objects: status {status.status}, {status.success_count} "
+              f"succeeded, {status.failure_count} failed", highlight=False)  # fmt: skip
+
+
+@intel_app.command("pull")
+def intel_pull(
+    url: Annotated[str, typer.Option(help="Collection URL: .../api/collections/ID/")],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")],
+    added_after: Annotated[
+        str | None, typer.Option(help="Only objects added after this timestamp.")
+    ] = None,
+    user: Annotated[str | None, typer.Option(help="HTTP Basic user.")] = None,
+    password: Annotated[str | None, typer.Option(help="HTTP Basic password.")] = None,
+) -> None:
+    """Read a TAXII 2.1 collection (every page), validate it, write one STIX bundle."""
+    from taxii2client.v21 import as_pages
+
+    from guardians.intel.stix import parse_bundle
+
+    coll = _collection(url, user, password)
+    objs: list[Any] = []
+    kw = {"added_after": added_after} if added_after else {}
+    try:
+        for page in as_pages(coll.get_objects, per_request=500, **kw):
+            objs.extend(page.get("objects", []))
+    except Exception as exc:
+        raise _fail(ConfigError(f"pull from {url} failed: {exc}")) from None
+    if not objs:
+        out.print("no objects", highlight=False)
+        return
+    doc = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": objs}
+    try:
+        parse_bundle(json.dumps(doc), max_bytes=1 << 30)
+    except GuardiansError as exc:
+        raise _fail(exc) from None
+    out_file.write_text(json.dumps(doc, indent=1))
+    out.print(f"pulled {len(objs)} objects into {out_file}", highlight=False)
+
+
+@intel_app.command("share")
+def intel_share(
+    detections: Annotated[
+        Path,
+        typer.Argument(
+            help="JSON list of detections: family, protocol, dst_port, src_ip, "
+            "dst_ip, domain, count, first_seen."
+        ),
+    ],
+    secret_file: Annotated[
+        Path, typer.Option(help="The consortium secret (≥ 32 bytes, hex) keying observables.")
+    ],
+    epoch: Annotated[int, typer.Option(help="Key epoch (rotate it).", min=0)],
+    out_file: Annotated[Path, typer.Option("--out", help="Where to write the bundle.")],
+    consortium: Annotated[str, typer.Option(help="The consortium's name.")] = "guardians",
+    tlp: Annotated[str, typer.Option(help="TLP marking: clear, green, amber, red.")] = "green",
+) -> None:
+    """Turn a member's detections into the anonymized Indicator and Sighting it may publish,
+    and scan the result for anything raw that would leak."""
+    import stix2
+
+    from guardians.intel.anonymize import Anonymizer, EpochKey
+    from guardians.intel.scan import scan_feed
+    from guardians.intel.stix import TLP, Detection, bundle
+
+    if tlp not in TLP:
+        raise _fail(ConfigError(f"--tlp must be one of {', '.join(TLP)}"))
+    try:
+        key = EpochKey.derive(bytes.fromhex(secret_file.read_text().strip()), epoch)
+        rows = json.loads(detections.read_text())
+        dets = [Detection(**{**r, "first_seen": datetime.fromisoformat(r["first_seen"])}
+                          if "first_seen" in r else r) for r in rows]  # fmt: skip
+    except (OSError, ValueError, TypeError) as exc:
+        raise _fail(ConfigError(f"{type(exc).__name__}: {exc}")) from None
+    except GuardiansError as exc:
+        raise _fail(exc) from None
+    ident = stix2.Identity(name=consortium, identity_class="organization")
+    anon = Anonymizer(ident, key)
+    objs = [o for d in dets for o in anon.share(d, tlp=tlp)]
+    raw = [v for d in dets for v in (d.src_ip, d.dst_ip, d.domain) if v]
+    scan = scan_feed(objs, secrets=raw)
+    out_file.write_text(bundle(objs))
+    out.print(f"wrote {len(objs)} objects to {out_file}; anonymized share "
+              f"{scan.anonymized_share:.1%} (scanned for {len(raw)} raw observables)",
+              highlight=False)  # fmt: skip
+    if scan.leaking:
+        raise _fail(ConfigError(f"raw observables found in {sorted(scan.leaking)}"))
 
 
 zk_app = typer.Typer(
