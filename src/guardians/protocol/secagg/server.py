@@ -94,11 +94,13 @@ class SecureRound:
         norm_bound: float | None = None,
     ) -> None:
         """``purpose="train"`` aggregates model updates (weighted by sample counts);
+        ``"count"`` sums members' 0/1 vectors of length ``len(global_params)`` into counts (how
+        many members set each entry: sightings for k-anonymous intel release);
         ``"stats"`` sums members' feature statistics (count, Σx, Σx²) into the standardizer,
         ``global_params`` then only giving the feature count (its length). ``norm_bound``
         turns on contribution proofs: each member proves ‖update‖₂ ≤ norm_bound, and the
         unmasked aggregate must open the product of the accepted members' commitments."""
-        if purpose not in ("train", "stats"):
+        if purpose not in ("train", "stats", "count"):
             raise LocalProtocolError(f"unknown secure-round purpose {purpose!r}")
         self.purpose = purpose
         if len(set(selected)) != len(selected) or len(selected) < 2:
@@ -122,7 +124,7 @@ class SecureRound:
         self.graph = neighbourhoods(consortium, round, self.selected, self.degree)
         self.server_step = server_step
         self.n_features = self.global_params.shape[0]
-        self.dim = self.n_features if purpose == "train" else 1 + 2 * self.n_features
+        self.dim = 1 + 2 * self.n_features if purpose == "stats" else self.n_features
         self.norm_bound = float(norm_bound or 0.0)
         self.statement: norm.NormStatement | None = None
         if self.norm_bound > 0:
@@ -281,7 +283,8 @@ class SecureRound:
             proximal=t.proximal,
             params=self.global_params, aggregation="secagg",
         )  # fmt: skip
-        if self.purpose == "stats":
+        if self.purpose in ("stats", "count"):
+            # The members already hold their vectors; the request only opens the round.
             instr = StatsRequest(round=self.round, aggregation="secagg")
         setup = SecAggSetup(
             round=self.round, participants=self.selected, degree=self.degree,
@@ -470,6 +473,9 @@ class SecureRound:
         """Training: (RoundResult, GlobalModel sends). Stats: (Standardizer, StatsResult sends)."""
         if self.purpose == "stats":
             return self._finish_stats(recipients)
+        if self.purpose == "count":
+            mean, weight = self._aggregate()
+            return np.rint(mean * weight).astype(np.int64), []
         mean, weight = self._aggregate()
         with np.errstate(over="ignore", invalid="ignore"):
             params = self.server_step(self.global_params, mean.astype(np.float32))
