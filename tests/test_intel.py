@@ -166,3 +166,41 @@ def test_k_anonymous_release_counts_members_securely():
         release.releasable({"A"}, counts, 0)
     with pytest.raises(ConfigError, match="shape"):
         release.releasable({"A"}, counts[:-1], 2)
+
+
+# --- signatures and collective defence ---------------------------------------------------------
+def test_flow_signature_round_trips_and_matches():
+    import numpy as np
+
+    from guardians.intel.rules import FlowSignature, derive
+    from guardians.learning.data import load_dataset
+
+    te = load_dataset("nsl-kdd").test
+    idx = np.flatnonzero(te.kinds == "mailbomb")
+    sig = derive(te.X[idx[:100]], te.feature_names, "mailbomb")
+    back = FlowSignature.from_pattern(sig.pattern(), "mailbomb")
+    assert back == sig
+    stix2.Indicator(pattern=sig.pattern(), pattern_type="stix", valid_from=T0)  # valid STIX
+    assert back.match(te.X[idx[100:]], te.feature_names).mean() > 0.9
+    assert back.match(te.X[te.y == 0], te.feature_names).mean() < 0.01
+    with pytest.raises(IntelFormatError, match="flow-signature"):
+        FlowSignature.from_pattern("[ipv4-addr:value = '1.2.3.4']", "x")
+    with pytest.raises(IntelFormatError):
+        derive(te.X[:0], te.feature_names, "x")
+
+
+def test_bench_intel_keys_and_effect():
+    from typer.testing import CliRunner
+
+    from guardians.cli import app
+
+    r = CliRunner().invoke(app, ["bench", "intel", "--members", "4", "--trials", "2",
+                                 "--hub-interval", "0.2", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    for key in ("p50_ms", "p99_ms", "hub_p50_ms", "hub_p99_ms", "anonymized_share",
+                "unseen_family_detection_before", "unseen_family_detection_after"):  # fmt: skip
+        assert key in res
+    assert res["anonymized_share"] == 1.0
+    assert res["unseen_family_detection_after"] > res["unseen_family_detection_before"]
+    assert res["p50_ms"] < res["hub_p50_ms"]

@@ -72,6 +72,13 @@ def _assumed_f(defence: str, n: int) -> int:
 def run_cell(
     split: DataSplit, defence: str, attack: str, fraction: float, s: Setting
 ) -> dict[str, Any]:
+    return run_federation(split, defence, attack, fraction, s)[0]
+
+
+def run_federation(
+    split: DataSplit, defence: str, attack: str, fraction: float, s: Setting
+) -> tuple[dict[str, Any], CoordinatorNode]:
+    """One cell, and the coordinator holding the final model."""
     train, test = split.train, split.test
     rng = np.random.default_rng(s.seed)
     part = partition("family", train.y, train.groups, s.members, rng, negative_group="normal")
@@ -150,7 +157,7 @@ def run_cell(
         "quarantined": quarantined,
         "quarantined_malicious": len(set(quarantined) & bad),
         "seconds": time.perf_counter() - t0,
-    }
+    }, coord
 
 
 def bench_robustness(

@@ -11,6 +11,7 @@ status 404.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 from collections.abc import Mapping
@@ -55,6 +56,8 @@ def taxii_app(
     ``authenticate``: checks each posted object's member signature or membership proof (see
     :mod:`guardians.intel.auth`); ``per_source`` caps an anonymous source's objects."""
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    # Wakes long-polling readers when objects are added (see get_objects' ``wait``).
+    added = {"event": asyncio.Event()}
 
     @app.middleware("http")
     async def checks(request: Request, call_next: Any) -> Response:
@@ -142,9 +145,27 @@ def taxii_app(
         return h
 
     @app.get("/{root}/collections/{cid}/objects/")
-    def get_objects(root: str, cid: str, request: Request) -> JSONResponse:
+    async def get_objects(root: str, cid: str, request: Request) -> JSONResponse:
+        """TAXII objects; our extension ``wait=SECONDS`` (≤ 60) holds an empty answer open
+        until something is added, so members learn of new intel at once instead of at their
+        next poll."""
         api_root_ok(root)
+        try:
+            wait = min(max(float(request.query_params.get("wait", "0")), 0.0), 60.0)
+        except ValueError:
+            raise IntelFormatError("wait must be a number of seconds") from None
+        deadline = asyncio.get_running_loop().time() + wait
         p = store.page(cid, **_paging(request))
+        while not p.objects and wait:
+            event = added["event"]
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            try:
+                await asyncio.wait_for(event.wait(), timeout=left)
+            except TimeoutError:
+                break
+            p = store.page(cid, **_paging(request))
         body: dict[str, Any] = {"more": p.more, "objects": p.objects}
         if p.next:
             body["next"] = p.next
@@ -164,6 +185,8 @@ def taxii_app(
             return _error(413, "too large", f"{len(body)} bytes; limit {max_content_length}")
         status = store.add(cid, body, max_bytes=max_content_length, authenticate=authenticate,
                            per_source=per_source)  # fmt: skip
+        event, added["event"] = added["event"], asyncio.Event()
+        event.set()
         return _ok(status, status=202)
 
     @app.get("/{root}/collections/{cid}/objects/{oid}/")
