@@ -204,3 +204,10 @@ def test_bench_intel_keys_and_effect():
     assert res["anonymized_share"] == 1.0
     assert res["unseen_family_detection_after"] > res["unseen_family_detection_before"]
     assert res["p50_ms"] < res["hub_p50_ms"]
+
+
+def test_local_intel_without_addresses_has_no_observed_data():
+    objs = local_intel(Detection(family="x", protocol="udp", dst_port=53, first_seen=T0), MEMBER)
+    assert [o["type"] for o in objs] == ["indicator", "sighting"]
+    assert "observed_data_refs" not in objs[1]
+    parse_bundle(bundle(objs))

@@ -178,6 +178,28 @@ def latency(
     }  # fmt: skip
 
 
+def disclosures(members: int, family: str) -> dict[str, Any]:
+    """What a non-member relay (or another member) can read about who detected what: objects
+    naming a member, in a MISP-style hub where members upload their own intel, and in our feed.
+    NSL-KDD flows carry no addresses, so the count is of member identities."""
+    from datetime import UTC, datetime
+
+    from guardians.intel.anonymize import Anonymizer, EpochKey
+    from guardians.intel.stix import Detection, local_intel
+
+    orgs = [stix2.Identity(name=f"member-{i + 1:02d}", identity_class="organization")
+            for i in range(members)]  # fmt: skip
+    det = Detection(family=family, protocol="tcp", first_seen=datetime(2026, 1, 1, tzinfo=UTC))
+    hub_feed = [o for org in orgs for o in local_intel(det, org)]
+    secrets = [x for org in orgs for x in (org.name, org.id)]
+    hub = scan_feed(hub_feed, secrets=secrets)
+    key = EpochKey.derive(os.urandom(32), 0)
+    ours = scan_feed(Anonymizer(CONSORTIUM, key).share(det), secrets=secrets)
+    return {"hub_disclosures": len(hub.leaking), "hub_objects": hub.objects,
+            "hub_anonymized_share": hub.anonymized_share,
+            "disclosures": len(ours.leaking)}  # fmt: skip
+
+
 def bench_intel(
     *, members: int = 8, trials: int = 20, hub_interval: float = 1.0, seed: int = 0,
     progress: Progress | None = None,
@@ -189,4 +211,4 @@ def bench_intel(
     lat = latency(det["pattern"], members=members, trials=trials, hub_interval=hub_interval,
                   progress=progress)  # fmt: skip
     example = json.loads(bundle(_indicator(det["pattern"], det["family"])))
-    return {**lat, **det, "bundle_example": example}
+    return {**lat, **det, **disclosures(members, det["family"]), "bundle_example": example}

@@ -77,28 +77,30 @@ def local_intel(d: Detection, member: stix2.Identity, tlp: str = "amber") -> lis
     """Indicator, Observed-Data and Sighting for the member's own tools (never shared as is)."""
     mark = [TLP[tlp]]
     addrs = {k: stix2.IPv4Address(value=v) for k, v in (("src", d.src_ip), ("dst", d.dst_ip)) if v}
-    traffic = stix2.NetworkTraffic(
-        protocols=[d.protocol], dst_port=d.dst_port,
-        src_ref=addrs["src"].id if "src" in addrs else None,
-        dst_ref=addrs["dst"].id if "dst" in addrs else None,
-    )  # fmt: skip
     last = d.last_seen or d.first_seen
-    observed = stix2.ObservedData(
-        created_by_ref=member.id, first_observed=d.first_seen, last_observed=last,
-        number_observed=d.count, object_refs=[traffic.id, *(a.id for a in addrs.values())],
-        object_marking_refs=mark,
-    )  # fmt: skip
     indicator = stix2.Indicator(
         created_by_ref=member.id, name=f"{d.family} traffic", pattern=raw_pattern(d),
         pattern_type="stix", valid_from=d.first_seen, indicator_types=["malicious-activity"],
         confidence=d.confidence, object_marking_refs=mark,
     )  # fmt: skip
+    observed: list[Any] = []
+    if addrs:  # STIX network-traffic needs at least one endpoint
+        traffic = stix2.NetworkTraffic(
+            protocols=[d.protocol], dst_port=d.dst_port,
+            src_ref=addrs["src"].id if "src" in addrs else None,
+            dst_ref=addrs["dst"].id if "dst" in addrs else None,
+        )  # fmt: skip
+        observed = [stix2.ObservedData(
+            created_by_ref=member.id, first_observed=d.first_seen, last_observed=last,
+            number_observed=d.count, object_refs=[traffic.id, *(a.id for a in addrs.values())],
+            object_marking_refs=mark,
+        ), traffic, *addrs.values()]  # fmt: skip
     sighting = stix2.Sighting(
         created_by_ref=member.id, sighting_of_ref=indicator.id, count=d.count,
         first_seen=d.first_seen, last_seen=last, where_sighted_refs=[member.id],
-        observed_data_refs=[observed.id], object_marking_refs=mark,
+        observed_data_refs=[observed[0].id] if observed else None, object_marking_refs=mark,
     )  # fmt: skip
-    return [indicator, observed, sighting, traffic, *addrs.values()]
+    return [indicator, *observed[:1], sighting, *observed[1:]]
 
 
 def bundle(objects: Sequence[Any]) -> str:
