@@ -52,6 +52,11 @@ def test_quick_demo_writes_report_metrics_and_scorecard(quick_demo):
     rounds = metrics["config"]["rounds"]
     assert all(defended["rounds_kept_out"][m] >= rounds // 2 for m in bad)
     assert defended["backdoor_success"] < ua["runs"]["fedavg"]["backdoor_success"]
+    # Collective defence: one member's signature protects the others, anonymously, fast.
+    cd = metrics["collective_defence"]
+    assert cd["unseen_family_detection_after"] > cd["unseen_family_detection_before"]
+    assert cd["anonymized_share"] == 1.0 and cd["disclosures"] == 0 < cd["hub_disclosures"]
+    assert cd["p50_ms"] < cd["hub_p50_ms"]
 
     card = json.loads((quick_demo / "scorecard.json").read_text())
     ids = {r["id"] for r in card["rows"]}
@@ -61,6 +66,9 @@ def test_quick_demo_writes_report_metrics_and_scorecard(quick_demo):
         "raw_records_left_boundary",
         "wdbc_diagnostic_accuracy",
         "detection_under_attack",
+        "latency",
+        "anonymization",
+        "unauthorized_disclosures",
     } <= ids
     for row in card["rows"]:
         assert {"claimed", "measured", "baseline", "method", "meets_claim"} <= set(row)

@@ -8,13 +8,7 @@ from typing import Any
 SCORECARD_VERSION = 1
 
 # Claims that later capabilities will measure; listed so the scorecard shows what is still open.
-PENDING_CLAIMS: tuple[dict[str, str], ...] = (
-    {"id": "anonymization", "claimed": "97.4% anonymization (centralized AI: 85.2%)",
-     "needs": "threat-intelligence sharing"},
-    {"id": "unauthorized_disclosures", "claimed": "−72% unauthorized disclosures",
-     "needs": "audit ledger and governance"},
-    {"id": "latency", "claimed": "−57% to −80% latency", "needs": "multi-machine deployment"},
-)  # fmt: skip
+PENDING_CLAIMS: tuple[dict[str, str], ...] = ()
 
 
 def _pct(x: float) -> float:
@@ -192,6 +186,52 @@ def build_scorecard(main: dict[str, Any], wdbc: dict[str, Any] | None) -> dict[s
                 "backdoor success (detected attacks called normal once triggered).",
             }
         )
+    cd = main.get("collective_defence")
+    if cd:
+        rows.append(
+            {
+                "id": "latency",
+                "claim": "Threat intelligence reaches every member faster than through a hub",
+                "claimed": "−57% to −80% latency",
+                "measured": round(-100 * cd["latency_reduction_p50"], 1),
+                "unit": "% change in p50 time until the last member is protected",
+                "ours": round(cd["p50_ms"], 1),
+                "baseline": round(cd["hub_p50_ms"], 1),
+                "baseline_name": f"centralized hub polled every {cd['hub_interval_s']:g} s "
+                "(same TAXII server, loopback)",
+                "meets_claim": bool(cd["latency_reduction_p50"] >= 0.57),
+                "method": f"{cd['trials']} trials, {cd['members'] - 1} receiving members; ours "
+                "long-polls the consortium's TAXII feed; the saving depends on the hub's interval.",
+            }
+        )
+        rows.append(
+            {
+                "id": "anonymization",
+                "claim": "Shared intelligence is anonymized",
+                "claimed": "97.4% anonymization (centralized AI: 85.2%)",
+                "measured": round(100 * cd["anonymized_share"], 2),
+                "unit": "% of shared objects carrying no member name or raw observable",
+                "ours": round(100 * cd["anonymized_share"], 2),
+                "baseline": round(100 * cd["hub_anonymized_share"], 2),
+                "baseline_name": "members' own intel uploaded to a MISP-style hub",
+                "meets_claim": bool(cd["anonymized_share"] >= 0.974),
+                "method": "Every object in the feed scanned for member names, member identity ids "
+                "and raw observables.",
+            }
+        )
+        rows.append({
+            "id": "unauthorized_disclosures",
+            "claim": "Fewer unauthorized disclosures than a centralized hub",
+            "claimed": "−72% unauthorized disclosures",
+            "measured": cd["disclosures"],
+            "unit": "member identities or raw observables readable by a relay or other member",
+            "ours": cd["disclosures"], "baseline": cd["hub_disclosures"],
+            "baseline_name": "MISP-style hub receiving members' own intel",
+            "meets_claim": bool(cd["hub_disclosures"] and cd["disclosures"]
+                                <= 0.28 * cd["hub_disclosures"]),
+            "method": "Count of objects a non-member relay can read that name a member or carry "
+            "a raw observable, for the same detections.",
+        })  # fmt: skip
     return {
         "version": SCORECARD_VERSION,
         "dataset": main["dataset"]["name"],
