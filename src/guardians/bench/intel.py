@@ -7,7 +7,8 @@ signature and shares it anonymously; every member applies it to the second half.
 detection rate at members that never saw the family with the model alone and with the shared
 signature added, and the false-positive rate on KDDTest+ normal traffic before and after.
 
-Latency, over real HTTP on loopback: our TAXII 2.1 server with N − 1 member threads. With
+Latency, over real HTTP on loopback: our TAXII 2.1 server and N − 1 member processes
+(``guardians.bench.intel_member``). With
 Guardians each member keeps a long-poll open (``wait``) and is protected as soon as the
 indicator is released; the centralized hub is the same server polled at a fixed interval (as
 MISP-style hubs sync on a schedule), each member at a random phase. A trial's latency runs
@@ -18,8 +19,9 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -91,50 +93,42 @@ def _indicator(pattern: str, family: str) -> list[Any]:
     return [ind]
 
 
-def _trial(base: str, cid: str, objs: list[Any], n: int, mode: str, interval: float) -> float:
-    """Seconds from A's post until the last of ``n`` members is protected."""
-    url = f"{base}/api/collections/{cid}/objects/"
-    headers = {"Accept": TAXII, "Content-Type": TAXII}
-    first = httpx.get(url, headers=headers).headers.get("X-TAXII-Date-Added-Last")
-    ready = threading.Barrier(n + 1)
-    done: list[float] = []
-    lock = threading.Lock()
-
-    def member(rng: random.Random) -> None:
-        with httpx.Client(headers=headers, timeout=30) as client:
-            params = {"added_after": first} if first else {}
-            phase = rng.random() * interval
-            ready.wait()
-            if mode == "hub":
-                time.sleep(phase)
-            while True:
-                q = dict(params, wait="10") if mode == "guardians" else params
-                body = client.get(url, params=q).json()
-                objs_ = body.get("objects", [])
-                if objs_:
-                    sig = FlowSignature.from_pattern(objs_[0]["pattern"], "new")  # protected
-                    assert sig.triples
-                    with lock:
-                        done.append(time.perf_counter())
-                    return
-                if mode == "hub":
-                    time.sleep(interval)
-
-    threads = [threading.Thread(target=member, args=(random.Random(os.urandom(8)),))
-               for _ in range(n)]  # fmt: skip
-    for t in threads:
-        t.start()
-    ready.wait()
-    time.sleep(0.05)  # every member is waiting or between polls
-    t0 = time.perf_counter()
-    body = json.dumps({"objects": [json.loads(o.serialize()) for o in objs]})
-    r = httpx.post(url, content=body, headers=headers)
-    r.raise_for_status()
-    for t in threads:
-        t.join(timeout=60)
-    if len(done) != n:
-        raise RuntimeError(f"only {len(done)} of {n} members were protected")
-    return max(done) - t0
+def _run_mode(
+    base: str, store: IntelStore, pattern: str, n: int, mode: str, interval: float, trials: int
+) -> tuple[list[float], list[Any]]:
+    """``n`` member processes; per trial, seconds from A's post until the last is protected."""
+    cids = [store.create_collection(f"{mode}-{i}") for i in range(trials)]
+    cmd = [sys.executable, "-m", "guardians.bench.intel_member", base, mode, str(interval), *cids]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    feed: list[Any] = []
+    out = []
+    try:
+        for i, cid in enumerate(cids):
+            for p in procs:  # every member is ready (polling, or about to) for this trial
+                assert p.stdout is not None
+                line = p.stdout.readline().split()
+                if line != ["ready", str(i)]:
+                    raise RuntimeError(f"member process said {line!r}")
+            time.sleep(0.1)
+            objs = _indicator(pattern, "new")
+            feed += objs
+            body = json.dumps({"objects": [json.loads(o.serialize()) for o in objs]})
+            t0 = time.time()
+            headers = {"Accept": TAXII, "Content-Type": TAXII}
+            url = f"{base}/api/collections/{cid}/objects/"
+            httpx.post(url, content=body, headers=headers).raise_for_status()
+            got = []
+            for p in procs:
+                assert p.stdout is not None
+                word, idx, ts = p.stdout.readline().split()
+                if word != "got" or int(idx) != i:
+                    raise RuntimeError(f"member process out of step: {word} {idx}")
+                got.append(float(ts))
+            out.append(max(got) - t0)
+    finally:
+        for p in procs:
+            p.wait(timeout=60)
+    return out, feed
 
 
 def latency(
@@ -156,11 +150,9 @@ def latency(
     feed: list[Any] = []
     try:
         for mode in ("guardians", "hub"):
-            for i in range(trials):
-                cid = store.create_collection(f"{mode}-{i}")
-                objs = _indicator(pattern, "new")
-                feed += objs
-                out[mode].append(_trial(base, cid, objs, members - 1, mode, hub_interval))
+            out[mode], posted = _run_mode(base, store, pattern, members - 1, mode, hub_interval,
+                                          trials)  # fmt: skip
+            feed += posted
             if progress:
                 progress(f"{mode}: median {1e3 * float(np.median(out[mode])):.1f} ms")
     finally:
