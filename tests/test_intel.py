@@ -66,7 +66,12 @@ def test_keyed_tags_match_only_with_the_epoch_key(key):
     assert key.tag("ipv4-addr", "93.184.216.35") not in pat
     other_epoch = EpochKey.derive(b"\x01" * 32, epoch=43)
     assert other_epoch.tag("ipv4-addr", "93.184.216.34") not in pat
-    assert key.tag("ipv4-addr", "x") != key.tag("domain-name", "x")  # typed, framed
+    assert key.tag("ipv4-addr", "1.2.3.4") != key.tag("domain-name", "1.2.3.4")  # typed
+    assert key.tag("ipv6-addr", "2001:db8::1") == key.tag("ipv6-addr", "2001:0DB8:0:0::1")
+    assert key.tag("ipv6-addr", "::ffff:93.184.216.34") == key.tag("ipv4-addr", "93.184.216.34")
+    assert key.tag("domain-name", "evil.com.") == key.tag("domain-name", "evil.com")
+    with pytest.raises(IntelFormatError):
+        key.tag("ipv4-addr", "x")
     assert key.tag("domain-name", "Evil.COM ") == key.tag("domain-name", "evil.com")
     # The internal destination is dropped, not hashed.
     assert key.tag("ipv4-addr", "10.20.30.40") not in pat
@@ -84,8 +89,9 @@ def test_internal_addresses(addr, internal):
 
 
 def test_internal_hosts():
-    for h in ("fileserver", "db01.corp", "printer.local", "x.internal", "nas.lan."):
-        assert is_internal_host(h)
+    for h in ("fileserver", "db01.corp", "printer.local", "x.internal", "nas.lan.", "nas.corp ",
+              "router.home.arpa", "app.localhost", "10.0.0.5", "2002:a00:1::1"):  # fmt: skip
+        assert is_internal_host(h), h
     for h in ("evil-cdn.net", "update.example.com"):
         assert not is_internal_host(h)
     with pytest.raises(IntelFormatError):
@@ -108,7 +114,11 @@ def _bundle_with(obj: dict) -> str:
                    "created": "2026-01-01T00:00:00Z", "modified": "2026-01-01T00:00:00Z",
                    "pattern": "[this is not a pattern", "pattern_type": "stix",
                    "valid_from": "2026-01-01T00:00:00Z"}), "invalid"),
-    (_bundle_with({"type": "sighting", "spec_version": "2.1"}), "invalid"),
+    (_bundle_with({"type": "sighting", "spec_version": "2.1"}), "no STIX id"),
+    (_bundle_with({"type": "sighting", "spec_version": "2.1",
+                   "id": "sighting--6f5b1c9e-2b7c-4d36-9d7e-0d8a4b6f1e11"}), "invalid"),
+    (_bundle_with({"type": "x-unknown", "spec_version": "2.1",
+                   "id": "x-unknown--6f5b1c9e-2b7c-4d36-9d7e-0d8a4b6f1e11"}), "unknown STIX"),
     (_bundle_with([1, 2]), "not a JSON object"),  # type: ignore[arg-type]
 ])  # fmt: skip
 def test_bad_bundles_are_refused_with_a_reason(data, match):
@@ -211,3 +221,13 @@ def test_local_intel_without_addresses_has_no_observed_data():
     assert [o["type"] for o in objs] == ["indicator", "sighting"]
     assert "observed_data_refs" not in objs[1]
     parse_bundle(bundle(objs))
+
+
+def test_shared_times_are_coarse(key):
+    d = Detection(family="x", protocol="tcp", dst_port=1, first_seen=T0.replace(minute=37,
+                  second=12, microsecond=345678))  # fmt: skip
+    ind, sig = Anonymizer(CONSORTIUM, key).share(d)
+    for o in (ind, sig):
+        for f in ("created", "modified"):
+            assert o[f].minute == 0 and o[f].second == 0 and o[f].microsecond == 0
+    assert ind["valid_from"] == T0 and sig["first_seen"] == T0

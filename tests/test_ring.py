@@ -19,7 +19,7 @@ def test_every_member_can_prove_and_the_proof_verifies():
     for x in SECRETS:
         tag, proof = ring.prove(CTX, MSG, RING, 7, x)
         ring.verify(CTX, MSG, RING, 7, tag, proof)
-        assert tag == ring.tag_for(x, 7)
+        assert tag == ring.tag_for(x, CTX.consortium, 7)
 
 
 def test_tags_link_within_an_epoch_and_not_across():
@@ -27,7 +27,8 @@ def test_tags_link_within_an_epoch_and_not_across():
     t2, _ = ring.prove(CTX, b"two", RING, 7, SECRETS[2])
     t3, _ = ring.prove(CTX, b"one", RING, 8, SECRETS[2])
     assert t1 == t2 and t1 != t3
-    assert len({ring.tag_for(x, 7).to_bytes() for x in SECRETS}) == len(SECRETS)
+    assert len({ring.tag_for(x, "consortium", 7).to_bytes() for x in SECRETS}) == len(SECRETS)
+    assert ring.tag_for(SECRETS[0], "consortium", 7) != ring.tag_for(SECRETS[0], "other", 7)
 
 
 def test_tampering_fails():
@@ -39,7 +40,9 @@ def test_tampering_fails():
     with pytest.raises(ProofVerificationError):
         ring.verify(CTX, MSG, RING, 8, tag, proof)
     with pytest.raises(ProofVerificationError):
-        ring.verify(CTX, MSG, RING, 7, ring.tag_for(SECRETS[0], 7), proof)  # someone else's tag
+        ring.verify(
+            CTX, MSG, RING, 7, ring.tag_for(SECRETS[0], "consortium", 7), proof
+        )  # someone else's tag
     with pytest.raises(ProofVerificationError):
         ring.verify(CTX, MSG, RING[::-1], 7, tag, proof)
     for i in (0, len(proof) // 2, len(proof) - 1):
@@ -56,7 +59,7 @@ def test_tampering_fails():
 def test_a_fresh_tag_for_the_same_epoch_cannot_be_proven():
     """A member trying to look like a second source in one epoch (a different tag) fails."""
     x = SECRETS[3]
-    fake_tag = ring.tag_for(x + Scalar.of(1), 7)
+    fake_tag = ring.tag_for(x + Scalar.of(1), "consortium", 7)
     _, proof = ring.prove(CTX, MSG, RING, 7, x)
     with pytest.raises(ProofVerificationError):
         ring.verify(CTX, MSG, RING, 7, fake_tag, proof)

@@ -838,6 +838,14 @@ def intel_serve(
             "membership proof are accepted."
         ),
     ] = None,
+    epoch: Annotated[
+        int,
+        typer.Option(
+            help="Current key epoch: anonymous objects of this one or the "
+            "previous one are accepted.",
+            min=0,
+        ),
+    ] = 0,
 ) -> None:
     """Serve the consortium's feed as a TAXII 2.1 server (discovery at /taxii2/)."""
     import uvicorn
@@ -862,8 +870,10 @@ def intel_serve(
     if members is not None:
         consortium, directory, ring = _members_file(members)
 
+        current = {epoch, max(0, epoch - 1)}
+
         def check(obj: dict[str, Any]) -> tuple[str, str]:
-            return auth.verify(obj, consortium, directory, ring)
+            return auth.verify(obj, consortium, directory, ring, epochs=current)
 
     else:
         console.print("[yellow]warning:[/] no --members: objects are accepted unauthenticated")

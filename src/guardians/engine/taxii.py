@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,7 @@ from guardians.intel.store import (
 
 TAXII = "application/taxii+json;version=2.1"
 API_ROOT = "api"
+MAX_WAITERS = 1000
 
 
 def _error(status: int, title: str, description: str = "") -> JSONResponse:
@@ -58,6 +60,7 @@ def taxii_app(
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
     # Wakes long-polling readers when objects are added (see get_objects' ``wait``).
     added = {"event": asyncio.Event()}
+    waiters = {"n": 0}
 
     @app.middleware("http")
     async def checks(request: Request, call_next: Any) -> Response:
@@ -151,21 +154,30 @@ def taxii_app(
         next poll."""
         api_root_ok(root)
         try:
-            wait = min(max(float(request.query_params.get("wait", "0")), 0.0), 60.0)
+            wait = float(request.query_params.get("wait", "0"))
         except ValueError:
             raise IntelFormatError("wait must be a number of seconds") from None
+        if not math.isfinite(wait):
+            raise IntelFormatError("wait must be a finite number of seconds")
+        wait = min(max(wait, 0.0), 60.0)
+        if wait and waiters["n"] >= MAX_WAITERS:
+            return _error(503, "busy", "too many long polls open; poll without wait")
         deadline = asyncio.get_running_loop().time() + wait
         p = store.page(cid, **_paging(request))
-        while not p.objects and wait:
-            event = added["event"]
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                break
-            try:
-                await asyncio.wait_for(event.wait(), timeout=left)
-            except TimeoutError:
-                break
-            p = store.page(cid, **_paging(request))
+        waiters["n"] += 1
+        try:
+            while not p.objects and wait:
+                event = added["event"]
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=left)
+                except TimeoutError:
+                    break
+                p = store.page(cid, **_paging(request))
+        finally:
+            waiters["n"] -= 1
         body: dict[str, Any] = {"more": p.more, "objects": p.objects}
         if p.next:
             body["next"] = p.next
@@ -177,14 +189,24 @@ def taxii_app(
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("application/taxii+json"):
             return _error(415, "unsupported media type", f"send {TAXII}")
-        size = int(request.headers.get("content-length", "0") or 0)
+        try:
+            size = int(request.headers.get("content-length", "0") or 0)
+        except ValueError:
+            return _error(400, "bad request", "Content-Length is not a number")
         if size > max_content_length:
             return _error(413, "too large", f"{size} bytes; the limit is {max_content_length}")
-        body = await request.body()
-        if len(body) > max_content_length:
-            return _error(413, "too large", f"{len(body)} bytes; limit {max_content_length}")
-        status = store.add(cid, body, max_bytes=max_content_length, authenticate=authenticate,
-                           per_source=per_source)  # fmt: skip
+        chunks, got = [], 0
+        async for chunk in request.stream():  # stop reading as soon as the limit is passed
+            got += len(chunk)
+            if got > max_content_length:
+                return _error(413, "too large", f"over {max_content_length} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        # Parsing and proof checks take milliseconds: off the event loop.
+        status = await asyncio.to_thread(
+            store.add, cid, body, max_bytes=max_content_length, authenticate=authenticate,
+            per_source=per_source,
+        )  # fmt: skip
         event, added["event"] = added["event"], asyncio.Event()
         event.set()
         return _ok(status, status=202)

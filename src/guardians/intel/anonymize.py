@@ -4,6 +4,7 @@ observables.
 - The author is the consortium's identity, never the member's; sightings name no one.
 - Internal addresses (private, loopback, link-local, shared, reserved) and internal host names
   (single-label, .local, .lan, .internal, .corp, .home, .intranet) are dropped.
+- Times are rounded down to the hour; observables are canonicalized (one spelling each).
 - Every remaining observable value is replaced by a keyed hash, HMAC-SHA-256 under the epoch's
   consortium key (derived with HKDF from the consortium secret and the epoch number, so keys
   rotate): members holding the key can match their own telemetry against it; a relay or
@@ -20,6 +21,7 @@ import hashlib
 import hmac
 import ipaddress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import stix2
@@ -28,7 +30,8 @@ from guardians.crypto.hashing import frame_all
 from guardians.crypto.kdf import derive
 from guardians.intel.stix import TLP, Detection, IntelFormatError, _quote
 
-INTERNAL_SUFFIXES = (".local", ".lan", ".internal", ".corp", ".home", ".intranet", ".localdomain")
+INTERNAL_SUFFIXES = (".local", ".lan", ".internal", ".corp", ".home", ".intranet", ".localdomain",
+                     ".home.arpa", ".localhost", ".test", ".invalid", ".private")  # fmt: skip
 TAG_PROPERTY = "x_guardians_tag"
 
 
@@ -37,14 +40,43 @@ def is_internal_address(value: str) -> bool:
         ip = ipaddress.ip_address(value)
     except ValueError:
         raise IntelFormatError(f"{value!r} is not an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None and is_internal_address(str(embedded)):
+            return True
     return bool(ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
                 or ip.is_unspecified or ip.is_multicast
                 or (ip.version == 4 and ip in ipaddress.ip_network("100.64.0.0/10")))  # fmt: skip
 
 
 def is_internal_host(name: str) -> bool:
-    n = name.strip(".").lower()
+    n = name.strip().strip(".").lower()
+    try:  # an address written as a host name
+        return is_internal_address(n)
+    except IntelFormatError:
+        pass
     return "." not in n or n.endswith(INTERNAL_SUFFIXES)
+
+
+def canonical(kind: str, value: str) -> str:
+    """One spelling per observable, so equal observables get equal tags."""
+    v = value.strip()
+    if kind in ("ipv4-addr", "ipv6-addr"):
+        try:
+            ip = ipaddress.ip_address(v.split("%")[0])
+        except ValueError:
+            raise IntelFormatError(f"{value!r} is not an IP address") from None
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return ip.compressed
+    if kind == "domain-name":
+        return v.rstrip(".").lower()
+    return v
+
+
+def coarse(t: datetime) -> datetime:
+    """Shared times are rounded down to the hour: a member's clock does not single it out."""
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass(frozen=True)
@@ -61,7 +93,10 @@ class EpochKey:
 
     def tag(self, kind: str, value: str) -> str:
         """The keyed hash of one observable (lower-cased, so matching ignores case)."""
-        msg = frame_all(kind.encode(), value.strip().lower().encode())
+        v = canonical(kind, value).lower()
+        if kind in ("ipv4-addr", "ipv6-addr"):  # an IPv4-mapped IPv6 address is the IPv4 one
+            kind = "ipv6-addr" if ":" in v else "ipv4-addr"
+        msg = frame_all(kind.encode(), v.encode())
         return hmac.new(self.key, msg, hashlib.sha256).hexdigest()
 
 
@@ -88,16 +123,18 @@ class Anonymizer:
     def share(self, d: Detection, tlp: str = "green") -> list[Any]:
         """The Indicator and Sighting a member may publish for ``d``."""
         mark = [TLP[tlp]]
+        first, last = coarse(d.first_seen), coarse(d.last_seen or d.first_seen)
+        now = coarse(datetime.now(UTC))
         indicator = stix2.Indicator(
-            created_by_ref=self.consortium.id, name=f"{d.family} traffic",
-            pattern=self.pattern(d), pattern_type="stix", valid_from=d.first_seen,
+            created_by_ref=self.consortium.id, name=f"{d.family} traffic", created=now,
+            modified=now, pattern=self.pattern(d), pattern_type="stix", valid_from=first,
             indicator_types=["malicious-activity"], confidence=d.confidence,
             object_marking_refs=mark, allow_custom=True,
             x_guardians_epoch=self.key.epoch,
         )  # fmt: skip
         sighting = stix2.Sighting(
             created_by_ref=self.consortium.id, sighting_of_ref=indicator.id, count=d.count,
-            first_seen=d.first_seen, last_seen=d.last_seen or d.first_seen,
+            created=now, modified=now, first_seen=first, last_seen=max(first, last),
             object_marking_refs=mark,
         )  # fmt: skip
         return [indicator, sighting]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from typing import Any
 
 from guardians.crypto.errors import CryptoError
@@ -60,8 +60,11 @@ def verify(
     consortium: str,
     directory: Mapping[str, VerifyKey],
     members: Sequence[Point],
+    epochs: Container[int] | None = None,
 ) -> tuple[str, str]:
-    """("signed", member) or ("anonymous", "epoch:tag"); IntelAuthError otherwise."""
+    """("signed", member) or ("anonymous", "epoch:tag"); IntelAuthError otherwise. With
+    ``epochs`` (the server's current ones), an anonymous object from any other epoch is refused:
+    a member cannot mint fresh tags by naming future epochs."""
     oid = obj.get("id", "?")
     if SIGNED in obj:
         s = obj[SIGNED]
@@ -81,14 +84,18 @@ def verify(
     if ANONYMOUS in obj:
         a = obj[ANONYMOUS]
         try:
-            epoch = int(a["epoch"])
+            epoch = a["epoch"]
+            if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch < 1 << 63:
+                raise ValueError("epoch")
             tag = Point.from_bytes(bytes.fromhex(a["tag"]))
             proof = base64.b64decode(a["proof"], validate=True)
-        except (KeyError, TypeError, ValueError, CryptoError):
+        except (KeyError, TypeError, ValueError, OverflowError, CryptoError):
             raise IntelAuthError(f"{oid}: malformed membership proof") from None
+        if epochs is not None and epoch not in epochs:
+            raise IntelAuthError(f"{oid}: epoch {epoch} is not a current epoch")
         try:
             ring.verify(_ctx(consortium, epoch), digest(obj), members, epoch, tag, proof)
         except CryptoError as exc:
             raise IntelAuthError(f"{oid}: membership proof does not verify: {exc}") from None
-        return "anonymous", f"{epoch}:{a['tag']}"
+        return "anonymous", f"{epoch}:{tag.to_bytes().hex()}"  # canonical, whatever was sent
     raise IntelAuthError(f"{oid}: unsigned (neither a member signature nor a membership proof)")

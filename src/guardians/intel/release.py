@@ -5,7 +5,13 @@ Members never say what they sighted: each encodes its pending indicators' keyed 
 0/1 count sketch (2 rows of 2^14 bins, bin = domain-separated SHA-256 of the tag), the sketches
 are summed through secure aggregation, and a tag is releasable when the smallest of its bins'
 counts reaches k. Collisions can only raise a count (a rare early release, never a missed one);
-the coordinator learns per-bin counts of distinct sighting members and nothing about who.
+the coordinator learns per-bin counts of distinct sighting members and nothing about who
+sighted what (with the epoch key — which members hold, not the relay — per-bin counts tell
+how many members saw a guessed observable).
+
+This assumes members send 0/1 sketches: secure aggregation cannot see inside, so a malicious
+member could send −1 to hold a release back or all ones to force one. Proving each sketch
+well-formed (entries in {0, 1}) is not built yet.
 """
 
 from __future__ import annotations

@@ -75,6 +75,8 @@ class FlowSignature:
             if m is None:
                 raise IntelFormatError(f"not a flow-signature observation: {part[:80]!r}")
             g = m.groups()
+            if any(len(x) > 20 for x in g[3:]):
+                raise IntelFormatError("byte count out of range in a flow signature")
             terms.append((g[0], g[1], g[2], *(int(x) for x in g[3:])))
         return cls(family, tuple(terms))  # type: ignore[arg-type]
 

@@ -129,11 +129,16 @@ def parse_bundle(data: bytes | str, *, max_bytes: int = MAX_BUNDLE_BYTES) -> lis
     for i, o in enumerate(objs):
         if not isinstance(o, dict):
             raise IntelFormatError(f"object {i} is not a JSON object")
+        if not isinstance(o.get("id"), str) or "--" not in o["id"]:
+            raise IntelFormatError(f"object {i} has no STIX id (the sender names its objects)")
         if o.get("spec_version") != "2.1" and o.get("type") != "marking-definition":
             raise IntelFormatError(f"object {i} ({o.get('type')!r}) is not STIX 2.1 "
                                    f"(spec_version {o.get('spec_version')!r})")  # fmt: skip
         try:
-            out.append(stix2.parse(o, allow_custom=True, version="2.1"))
-        except (STIXError, ValueError, TypeError) as exc:
+            parsed = stix2.parse(o, allow_custom=True, version="2.1")
+        except (STIXError, ValueError, TypeError, OverflowError) as exc:
             raise IntelFormatError(f"object {i} ({o.get('type')!r}) is invalid: {exc}") from None
+        if isinstance(parsed, dict):  # an unregistered type: stix2 could not validate it
+            raise IntelFormatError(f"object {i}: unknown STIX object type {o.get('type')!r}")
+        out.append(parsed)
     return out

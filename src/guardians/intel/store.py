@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from guardians.errors import GuardiansError
-from guardians.intel.stix import parse_bundle
+from guardians.intel.stix import IntelFormatError, parse_bundle
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -122,6 +122,7 @@ class IntelStore:
             doc = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": doc["objects"]}
             raw = json.dumps(doc).encode()
         objs = parse_bundle(raw, max_bytes=max_bytes)  # raises before anything is stored
+        # What is stored is exactly what was sent (and signed): the validated raw objects.
         raw_objs = json.loads(raw)["objects"]
         sources: dict[str, int] = {}
         if authenticate is not None:
@@ -145,18 +146,18 @@ class IntelStore:
                             f"epoch; the limit is {per_source}"
                         )
                     self._db.execute("INSERT OR REPLACE INTO sources VALUES (?, ?)", (who, total))
-                for o in objs:
-                    text = o.serialize()
-                    j = json.loads(text)
-                    version = str(j.get("modified") or j.get("created") or added)
+                for j in raw_objs:
+                    # Objects without created/modified (cyber observables) are immutable:
+                    # their id alone is their version.
+                    version = str(j.get("modified") or j.get("created") or "immutable")
                     cur = self._db.execute(
                         "INSERT OR IGNORE INTO objects (collection, id, version, added, type, json)"
                         " VALUES (?, ?, ?, ?, ?, ?)",
-                        (cid, o["id"], version, added, o["type"], text),
+                        (cid, j["id"], version, added, j["type"], json.dumps(j)),
                     )
                     if cur.rowcount == 0:
-                        raise ReplayError(f"{o['id']} version {version} is already in the feed")
-                    successes.append({"id": o["id"], "version": version})
+                        raise ReplayError(f"{j['id']} version {version} is already in the feed")
+                    successes.append({"id": j["id"], "version": version})
                 status = {
                     "id": str(uuid.uuid4()), "status": "complete", "request_timestamp": added,
                     "total_count": len(objs), "success_count": len(objs), "failure_count": 0,
@@ -185,8 +186,12 @@ class IntelStore:
         q = "SELECT seq, json, added FROM objects WHERE collection = ?"
         args: list[Any] = [cid]
         if added_after:
+            try:  # normalize: stored times always carry microseconds
+                when = datetime.fromisoformat(added_after.replace("Z", "+00:00"))
+            except ValueError:
+                raise IntelFormatError(f"added_after {added_after!r} is not a timestamp") from None
             q += " AND added > ?"
-            args.append(added_after)
+            args.append(_ts(when if when.tzinfo else when.replace(tzinfo=UTC)))
         if next:
             try:
                 q += " AND seq > ?"

@@ -1,7 +1,7 @@
 """Anonymous but accountable: a linkable one-of-many proof of membership over ristretto255.
 
 A member holding the secret x of one public key Pₖ = x·G in the consortium's ring publishes a
-tag T = x·E_epoch (E_epoch from hash-to-group of the epoch label) and proves, without saying
+tag T = x·E (E from hash-to-group of the consortium's name and the epoch) and proves, without saying
 which k, that for some i both Pᵢ = x·G and T = x·E_epoch (an OR, by Cramer–Damgård–Schoenmakers
 composition, of n discrete-log-equality proofs). The proof is bound to a context and a message
 (the shared object's digest). Within an epoch the same member always produces the same tag, so
@@ -24,12 +24,13 @@ from guardians.crypto.zk.sigma import (
 )
 
 
-def epoch_base(epoch: int) -> Point:
-    return Point.hash_to_group("ring/epoch", epoch.to_bytes(8, "big"))
+def epoch_base(scope: str, epoch: int) -> Point:
+    """E for one consortium (``scope``) and epoch: a key reused elsewhere gives unlinkable tags."""
+    return Point.hash_to_group("ring/epoch", scope.encode(), epoch.to_bytes(8, "big"))
 
 
-def tag_for(secret: Scalar, epoch: int) -> Point:
-    return epoch_base(epoch) * secret
+def tag_for(secret: Scalar, scope: str, epoch: int) -> Point:
+    return epoch_base(scope, epoch) * secret
 
 
 def _transcript(
@@ -55,7 +56,7 @@ def prove(
         k = [p.to_bytes() for p in ring].index(g.to_bytes())
     except ValueError:
         raise FalseStatementError("the secret's public key is not in the ring") from None
-    e = epoch_base(epoch)
+    e = epoch_base(ctx.consortium, epoch)
     tag = e * secret
     n = len(ring)
     cs: list[Scalar] = [Scalar.of(0)] * n
@@ -94,7 +95,7 @@ def verify(
     except CryptoError as exc:
         raise ProofVerificationError(f"malformed ring proof: {exc}") from None
     cs, zs = scalars[:n], scalars[n:]
-    e = epoch_base(epoch)
+    e = epoch_base(ctx.consortium, epoch)
     t = _transcript(ctx, message, ring, epoch, tag)
     total = Scalar.of(0)
     for p, c, z in zip(ring, cs, zs, strict=True):
