@@ -4,6 +4,7 @@ input (nothing stored), and pushing to / pulling from the OASIS reference server
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -46,12 +47,10 @@ def _shared(n: int) -> list:
     return out
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    store = IntelStore(tmp_path_factory.mktemp("intel") / "intel.db")
-    cid = store.create_collection("indicators", "anonymized consortium indicators")
+@contextlib.contextmanager
+def _serving(app):
+    """Run ``app`` with uvicorn on a free loopback port; yield its base URL."""
     port = _free_port()
-    app = taxii_app(store, users={USER: PASSWORD}, max_content_length=200_000)
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
@@ -59,9 +58,20 @@ def server(tmp_path_factory):
         if srv.started:
             break
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", cid, store
-    srv.should_exit = True
-    th.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        th.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    store = IntelStore(tmp_path_factory.mktemp("intel") / "intel.db")
+    cid = store.create_collection("indicators", "anonymized consortium indicators")
+    app = taxii_app(store, users={USER: PASSWORD}, max_content_length=200_000)
+    with _serving(app) as base:
+        yield base, cid, store
 
 
 def test_taxii2_client_round_trip(server):
@@ -189,18 +199,9 @@ def _authenticate(obj: dict) -> tuple[str, str]:
 def authed(tmp_path_factory):
     store = IntelStore(tmp_path_factory.mktemp("intel-auth") / "intel.db")
     cid = store.create_collection("indicators")
-    port = _free_port()
     app = taxii_app(store, users={USER: PASSWORD}, authenticate=_authenticate, per_source=3)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/api/collections/{cid}/objects/", store, cid
-    srv.should_exit = True
-    th.join(timeout=5)
+    with _serving(app) as base:
+        yield f"{base}/api/collections/{cid}/objects/", store, cid
 
 
 def _dicts(n: int) -> list[dict]:
