@@ -129,7 +129,15 @@ def test_finish_is_global_plus_weighted_mean_of_deltas():
 
 
 def test_custom_aggregator_is_used():
-    rnd = new_round(aggregate=lambda ups, ws: np.zeros_like(ups[0]))
+    from guardians.learning.aggregate import Aggregate, Rule
+
+    class Zero(Rule):
+        name = "zero"
+
+        def _aggregate(self, u, w, members, reference):
+            return Aggregate(np.zeros(u.shape[1]), tuple(range(len(u))))
+
+    rnd = new_round(rule=Zero())
     rnd.start()
     for i, m in enumerate(MEMBERS):
         rnd.receive(m, upd(seed=i))

@@ -97,6 +97,7 @@ class CoordinatorNode:
                 )  # fmt: skip
         self.root = root
         self.assumed_malicious = assumed_malicious
+        self._probe: tuple[Model, np.ndarray] | None = None
         # FLTrust rescales every update to the root update's norm: the coordinator should take
         # about as many steps on its root data as a member takes on its records.
         self.root_epochs = max(1, root_epochs)
@@ -207,9 +208,11 @@ class CoordinatorNode:
     def _probe_loss(self, params: np.ndarray) -> float:
         """Loss of ``params`` on the coordinator's probe (root) set: the backdoor indicator."""
         assert self.root is not None and self.standardizer is not None
-        model = copy.deepcopy(self.model)
+        if self._probe is None:  # one scratch model and the standardized probe set, reused
+            self._probe = (copy.deepcopy(self.model), self.standardizer.transform(self.root.X))
+        model, Z = self._probe
         model.set_params(params)
-        loss, _ = model.loss_and_grad(self.standardizer.transform(self.root.X), self.root.y)
+        loss, _ = model.loss_and_grad(Z, self.root.y)
         return float(loss)
 
     def adopt(self, result: RoundResult) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from guardians.codec import Message
 from guardians.errors import LocalProtocolError, RemoteProtocolError, RoundAbortedError
-from guardians.learning.aggregate import Rule, fedavg
+from guardians.learning.aggregate import FedAvg, Rule
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
 from guardians.protocol.messages import (
@@ -222,7 +222,6 @@ class StatsCollection(_Collector):
 
 
 # --- a training round -----------------------------------------------------------------------
-Aggregator = Callable[[Sequence[np.ndarray], Sequence[int]], np.ndarray]
 ServerStep = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -269,7 +268,6 @@ class CoordinatorRound(_Collector):
         global_params: np.ndarray,
         train: TrainConfig,
         min_updates: int | None = None,
-        aggregate: Aggregator = fedavg,
         server_step: ServerStep = _apply_delta,
         max_samples: int = 1 << 40,
         rule: Rule | None = None,
@@ -277,18 +275,16 @@ class CoordinatorRound(_Collector):
         layers: Sequence[tuple[str, slice]] = (),
         probe: Callable[[np.ndarray], float] | None = None,
     ) -> None:
-        """``rule`` (a robust aggregation rule) replaces ``aggregate`` when given; it may leave
-        members out, which the result reports. ``reference`` is the coordinator's own update
-        on its root data, for rules that need one (FLTrust). For monitoring, the result carries
-        each update's norm (overall and per ``layers``), cosine to the round's coordinate-wise
-        median update and, with
-        ``probe`` (the loss of a parameter vector on the coordinator's probe set), how much the
-        update alone raises that loss."""
+        """``rule`` aggregates the updates (FedAvg by sample count unless another is given); a
+        robust rule may leave members out, which the result reports. ``reference`` is the
+        coordinator's own update on its root data, for rules that need one (FLTrust). For
+        monitoring, the result carries each update's norm (overall and per ``layers``), its
+        cosine to the round's coordinate-wise median update and, with ``probe`` (the loss of a
+        parameter vector on the coordinator's probe set), how much it alone raises that loss."""
         super().__init__(round=round, selected=selected, quorum=min_updates or len(selected))
         self.global_params = np.asarray(global_params, dtype=np.float32).copy()
         self.train = train
-        self.aggregate = aggregate
-        self.rule = rule
+        self.rule = rule or FedAvg()
         self.reference = reference
         self.layers = tuple(layers)
         self.probe = probe
@@ -332,7 +328,7 @@ class CoordinatorRound(_Collector):
             )
 
     def _update_stats(
-        self, members: list[str], deltas: list[np.ndarray], agg: np.ndarray
+        self, members: list[str], deltas: list[np.ndarray]
     ) -> dict[str, dict[str, float]]:
         # Cosines are taken to the coordinate-wise median update, not to the (possibly
         # poisoned) aggregate: a minority cannot drag the reference towards itself.
@@ -359,24 +355,17 @@ class CoordinatorRound(_Collector):
         self._close()
         members = sorted(self.replies)
         ups = [self.replies[m] for m in members]
-        excluded: dict[str, str] = {}
+        agg = self.rule(
+            np.stack([u.delta for u in ups]),  # type: ignore[attr-defined]
+            np.array([u.num_samples for u in ups], dtype=np.float64),  # type: ignore[attr-defined]
+            members=members, reference=self.reference,
+        )  # fmt: skip
+        delta = agg.update
+        excluded = {members[i]: f"{self.rule.name}: {why}" for i, why in agg.rejected.items()}
         scores: dict[str, float] = {}
-        if self.rule is not None:
-            agg = self.rule(
-                np.stack([u.delta for u in ups]),  # type: ignore[attr-defined]
-                np.array([u.num_samples for u in ups], dtype=np.float64),  # type: ignore[attr-defined]
-                members=members, reference=self.reference,
-            )  # fmt: skip
-            delta = agg.update
-            excluded = {members[i]: f"{self.rule.name}: {why}" for i, why in agg.rejected.items()}
-            if agg.scores is not None:
-                scores = {m: float(x) for m, x in zip(members, agg.scores, strict=True)}
-        else:
-            delta = self.aggregate(
-                [u.delta for u in ups],  # type: ignore[attr-defined]
-                [u.num_samples for u in ups],  # type: ignore[attr-defined]
-            )
-        stats = self._update_stats(members, [u.delta for u in ups], delta)  # type: ignore[attr-defined]
+        if agg.scores is not None:
+            scores = {m: float(x) for m, x in zip(members, agg.scores, strict=True)}
+        stats = self._update_stats(members, [u.delta for u in ups])  # type: ignore[attr-defined]
         with np.errstate(over="ignore", invalid="ignore"):  # checked just below
             params = self.server_step(self.global_params, delta)
         if not np.all(np.isfinite(params)):

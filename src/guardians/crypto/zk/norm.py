@@ -136,10 +136,6 @@ def _gens(stmt: NormStatement) -> tuple[list[bls.Point], list[bls.Point], bls.Po
     )
 
 
-def main_generators(dim: int) -> list[bls.Point]:
-    return bls.generators("contrib/main", dim + 1)
-
-
 def commit(stmt: NormStatement, values: np.ndarray) -> tuple[bytes, Opening]:
     """Commit to (update, weight) as signed integers; returns (commitment bytes, opening)."""
     v = np.asarray(values)
