@@ -237,6 +237,11 @@ def _run_federated(
     metrics["per_round"] = per_round
     metrics["incidents"] = [_incident_json(i) for i in run.incidents]
     metrics["compute"] = _compute_costs(fed, coord)
+    metrics["reputation"] = {
+        "scores": {m: coord.reputation.score(m) for m in ids},
+        "threshold": coord.reputation.threshold,
+        "quarantined": dict(coord.reputation.quarantined),
+    }
     if audit is not None:
         audit.close()
         # The study founded this consortium, so it holds the genesis trust file; the anchor
@@ -575,6 +580,7 @@ def run_attack_study(cfg: StudyConfig, split: DataSplit, tick: Progress) -> dict
             "accuracy": ev["accuracy"],
             "backdoor_success": bd,
             "quarantined": dict(coord.reputation.quarantined) if defended else {},
+            "reputation": {i: coord.reputation.score(i) for i in members},
             "rounds_kept_out": {i: kept_out[i] for i in sorted(bad)},
             "honest_rounds_kept_out": float(np.mean([kept_out[i] for i in honest]))
             if present else 0.0,

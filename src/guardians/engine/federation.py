@@ -1,0 +1,154 @@
+"""Driving a consortium's rounds over any transport.
+
+The protocol state machines only consume and produce messages; :class:`Federation` walks them
+through a stats phase and training rounds, and records what went wrong (incidents), what each
+step cost, and (with an :class:`AuditTrail`) what the ledger must hold. A transport supplies
+one thing: :meth:`Federation.exchange`, which delivers one stage's messages and returns the
+replies that came back. The embedded engine delivers in process; the Flower engine through a
+SuperLink. Nothing here knows which.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from guardians.codec import Message
+from guardians.engine.audit import AuditTrail
+from guardians.errors import RemoteProtocolError
+from guardians.node.coordinator import CoordinatorNode
+from guardians.protocol.messages import DriftReport
+from guardians.protocol.round import RoundResult, Send
+
+COORDINATOR = "coordinator"
+
+
+@dataclass
+class Incident:
+    """Something a party did wrong, as observed by the engine (becomes ledger evidence)."""
+
+    round: int
+    member: str
+    error: str
+    kind: str = "protocol-violation"
+    evidence: bytes = b""  # signed by the member, when there is any (a rejected proof)
+
+
+@dataclass
+class FederationRun:
+    rounds: list[RoundResult] = field(default_factory=list)
+    incidents: list[Incident] = field(default_factory=list)
+
+
+RoundCallback = Callable[[RoundResult], None]
+# A stage as the transport sees it: (round, stage name, messages) → replies as (sender, message).
+Replies = list[tuple[str, Message]]
+
+
+class Federation:
+    """Walks a coordinator's rounds; subclasses carry the messages."""
+
+    def __init__(self, coordinator: CoordinatorNode, audit: AuditTrail | None = None) -> None:
+        self.coordinator = coordinator
+        self.audit = audit
+        self.run_record = FederationRun()
+        self._logged = 0  # incidents already on the audit log
+        # Compute time per (round, party, step): a member's step is the message it handled
+        # (e.g. "secagg/shares-relay": encode, commit, prove, mask), the coordinator's is the
+        # stage it closed ("close:masked" includes verifying every contribution proof).
+        self.compute: defaultdict[tuple[int, str, str], float] = defaultdict(float)
+
+    # --- what a transport provides --------------------------------------------------------
+    def exchange(self, round: int, stage: str, sends: Sequence[Send]) -> Replies:
+        """Deliver one stage's messages; return the replies that arrived, in any order.
+        A member that cannot be reached or stays silent simply has no reply (a dropout);
+        a member that refused a message is reported with :meth:`incident`."""
+        raise NotImplementedError
+
+    def on_stage(self, round: int, stage: str) -> None:
+        """Called as each stage opens (progress reporting; nothing to do by default)."""
+
+    # --- the walk ---------------------------------------------------------------------------
+    def incident(self, inc: Incident) -> None:
+        self.run_record.incidents.append(inc)
+
+    def _stage(self, rnd: Any, sends: list[Send], round: int) -> None:
+        stage = rnd.stage
+        self.on_stage(round, str(stage))
+        for member, reply in self.exchange(round, stage, sends):
+            try:
+                rnd.receive(member, reply)
+            except RemoteProtocolError as exc:
+                self.incident(Incident(round, member, str(exc)))
+
+    def standardize(self) -> None:
+        """Phase 0: members' feature statistics → the consortium standardizer."""
+        stats = self.coordinator.stats_collection()
+        sends: list[Send] | None = stats.start()
+        while sends is not None:
+            self._stage(stats, sends, 0)
+            sends = stats.advance()
+        members = self.coordinator.members
+        std, sends = stats.finish(members)
+        self.coordinator.standardizer = std
+        self.exchange(0, "standardizer", sends)
+
+    def run_round(self, round: int) -> RoundResult:
+        rnd = self.coordinator.new_round(round)
+        sends: list[Send] | None = rnd.start()
+        while sends is not None:
+            self._stage(rnd, sends, round)
+            stage = rnd.stage
+            t0 = time.perf_counter()
+            sends = rnd.advance()  # RoundAbortedError: no model is released
+            self.compute[(round, COORDINATOR, f"close:{stage}")] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result, sends = rnd.finish(self.coordinator.members)
+        self.compute[(round, COORDINATOR, "finish")] += time.perf_counter() - t0
+        self.coordinator.adopt(result)
+        for member, why in self.coordinator.alerts.items():
+            self.incident(Incident(round, member, why, kind="anomalous-update"))
+        for member, why in self.coordinator.newly_quarantined.items():
+            self.incident(Incident(round, member, why, kind="quarantined"))
+        for member, reason in result.rejected.items():
+            self.incident(Incident(
+                round, member, reason, kind="invalid-contribution-proof",
+                evidence=result.evidence.get(member, b""),
+            ))  # fmt: skip
+        if self.audit is not None:
+            self._log_incidents()
+            self.audit.record_round(result, rule=self.coordinator.rule,
+                                    privacy=self.coordinator.privacy)  # fmt: skip
+            self.audit.checkpoint()
+        self.on_stage(round, "model")
+        for member, reply in self.exchange(round, "model", sends):
+            if isinstance(reply, DriftReport):
+                why = self.coordinator.observe_drift(member, reply)
+                if why:
+                    self.incident(Incident(round, member, why, kind="drift"))
+        self.run_record.rounds.append(result)
+        return result
+
+    def _log_incidents(self) -> None:
+        """Put every incident not yet on the audit log there (drift reports arrive after a
+        round's checkpoint, so theirs go on with the next round's, under their own round)."""
+        assert self.audit is not None
+        for inc in self.run_record.incidents[self._logged :]:
+            self.audit.record_incident(inc.round, inc.member, inc.error, inc.kind, inc.evidence)
+        self._logged = len(self.run_record.incidents)
+
+    def run(self, rounds: int, on_round: RoundCallback | None = None) -> FederationRun:
+        if self.coordinator.standardizer is None:
+            self.standardize()
+        start = len(self.run_record.rounds) + 1
+        for r in range(start, start + rounds):
+            result = self.run_round(r)
+            if on_round is not None:
+                on_round(result)
+        if self.audit is not None and self._logged < len(self.run_record.incidents):
+            self._log_incidents()
+            self.audit.checkpoint()
+        return self.run_record
