@@ -21,6 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from guardians import __version__
+from guardians.cli_deploy import member_app
 from guardians.errors import ConfigError, GuardiansError
 from guardians.learning.data import DATASETS, TASKS
 from guardians.learning.models import MODEL_KINDS
@@ -197,6 +198,15 @@ def demo(
     wdbc: Annotated[
         bool, typer.Option(help="Also run the healthcare study (WDBC) for the scorecard.")
     ] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="Where the consortium's federated training runs: inprocess (embedded, the "
+            "default) or flower (a local Flower deployment: a SuperLink with TLS and SuperNode "
+            "authentication, one SuperNode and one member node per member, driven by `flwr "
+            "run`; about 6 s per protocol stage). Baselines and side studies stay in process."
+        ),
+    ] = "inprocess",
 ) -> None:
     """Train an intrusion detector across a consortium on real NSL-KDD traffic, next to each
     member alone and a centralized model on pooled data; write an HTML report, metrics and the
@@ -268,7 +278,7 @@ def demo(
                 shutil.rmtree(ledger_dir)
             main = run_study(
                 cfg, progress=make_tick(f"{dataset}: "), audit_dir=str(ledger_dir),
-                eth_rpc=eth_rpc,
+                eth_rpc=eth_rpc, engine=engine, workdir=str((out_dir / "flower").resolve()),
             ).metrics  # fmt: skip
             wdbc_m = None
             if dataset == "wdbc":
@@ -798,6 +808,7 @@ intel_app = typer.Typer(
     help="Threat-intelligence sharing: anonymized STIX 2.1 over TAXII 2.1.", no_args_is_help=True
 )
 app.add_typer(intel_app, name="intel")
+app.add_typer(member_app, name="member")
 
 
 def _members_file(path: Path) -> tuple[str, dict[str, Any], list[Any]]:
@@ -1097,3 +1108,59 @@ def zk_verify(
         raise typer.Exit(code=1) from None
     out.print(f"[bold green]VALID[/]: commitment {d['commitment'][:16]}… satisfies "
               f"{pred.describe()} for {d['context']}")  # fmt: skip
+
+
+portal_app = typer.Typer(
+    help="The consortium's transparency portal: a web page over a demo's ledger.",
+    no_args_is_help=True,
+)
+app.add_typer(portal_app, name="portal")
+
+
+@portal_app.command("serve")
+def portal_serve(
+    directory: Annotated[
+        Path,
+        typer.Option(
+            "--dir",
+            help="A demo output directory (from `guardians demo --out DIR`; it may still be "
+            "running).",
+        ),
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    trust: Annotated[
+        Path | None,
+        typer.Option(
+            help="The consortium's trust file, pinned out of band (default: DIR/trust.json, "
+            "the genesis trust the demo hands to auditors; never DIR/ledger/trust.json)."
+        ),
+    ] = None,
+    refresh: Annotated[
+        float, typer.Option(min=0.5, help="Seconds between the page's refreshes.")
+    ] = 5.0,
+) -> None:
+    """Serve the transparency portal: the consortium, members and their reputation, rounds,
+    model versions and their inclusion in the log (checked by your browser), the latest
+    cosigned checkpoint, the Ethereum anchor, incidents and the intel feed. The server verifies
+    the checkpoint against the pinned trust file; nothing is loaded from the network.
+
+    Example: guardians portal serve --dir out/demo, then open http://127.0.0.1:8080/. Browsers
+    run the inclusion checks only in a secure context: on localhost, or behind HTTPS."""
+    import uvicorn
+
+    from guardians.portal import create_app
+
+    if trust is not None and not trust.is_file():
+        console.print(f"[bold red]error:[/] no trust file at {trust}")
+        raise typer.Exit(code=2)
+    try:
+        web = create_app(directory, trust=trust, refresh_seconds=refresh)
+    except GuardiansError as exc:
+        raise _fail(exc) from None
+    if trust is None and not (directory / "trust.json").is_file():
+        console.print(f"[yellow]warning:[/] no {directory / 'trust.json'} (a running demo writes "
+                      "it at the end): the page will show everything as unverified until a "
+                      "trust file is pinned")  # fmt: skip
+    console.print(f"transparency portal for {directory} at http://{host}:{port}/")
+    uvicorn.run(web, host=host, port=port, log_level="warning")

@@ -14,7 +14,8 @@ restart Adam every round. Everything is seeded; the same config gives the same n
 from __future__ import annotations
 
 import hashlib
-import os
+import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from guardians.crypto.sign import SigningKey
-from guardians.engine.audit import AuditTrail
-from guardians.engine.egress import EgressMeter
+from guardians.engine.audit import found_trail
+from guardians.engine.egress import EgressMeter, summarize
 from guardians.engine.inprocess import COORDINATOR, InProcessFederation, InProcessNetwork
 from guardians.errors import ConfigError
 from guardians.learning import attacks
@@ -36,7 +37,6 @@ from guardians.learning.models import MLP, build_model
 from guardians.learning.partition import SCHEMES, Partition, partition
 from guardians.learning.preprocess import Standardizer
 from guardians.learning.train import TrainConfig, train_local
-from guardians.ledger.anchor import Anchor, embedded_chain
 from guardians.ledger.audit import verify_log_dir
 from guardians.node.adversary import Adversary, MaliciousMember
 from guardians.node.coordinator import PRIVACY_METHODS, CoordinatorNode
@@ -45,6 +45,7 @@ from guardians.protocol.messages import RecordsUpload
 
 Progress = Callable[[str, int, int], None]
 CONSORTIUM = "guardians-demo"
+ENGINES = ("inprocess", "flower")
 
 
 @dataclass(frozen=True)
@@ -192,23 +193,11 @@ def _run_federated(
     )
     audit = None
     if audit_dir is not None:
-        if eth_rpc:
-            from web3 import Web3
-
-            w3 = Web3(Web3.HTTPProvider(eth_rpc))
-            chain = f"JSON-RPC {eth_rpc}"
-        else:
-            w3 = embedded_chain()
-            chain = "embedded EVM (eth-tester + py-evm)"
-        accounts = [w3.eth.accounts[k % len(w3.eth.accounts)] for k in range(len(ids))]
-        anchor = Anchor.deploy(w3, sorted(set(accounts)))
-        # A new consortium, a new log: its origin names this run.
-        origin = f"{CONSORTIUM}.example/{os.urandom(6).hex()}"
-        audit = AuditTrail(
-            audit_dir, origin, ids, anchor=anchor,
-            anchor_accounts=accounts, chain=chain,
+        audit, anchor = found_trail(
+            audit_dir, CONSORTIUM,
+            {m: k.verify_key.raw for m, k in identities.items()} or dict.fromkeys(ids, b""),
+            eth_rpc=eth_rpc,
         )  # fmt: skip
-        audit.admit({m: k.verify_key.raw for m, k in identities.items()} or dict.fromkeys(ids, b""))
     fed = InProcessFederation(coord, nodes, audit=audit)
     per_round: list[dict[str, Any]] = []
 
@@ -251,6 +240,95 @@ def _run_federated(
             "path": str(audit_dir), "anchors": len(audit.anchored), "contract": anchor.address,
         }  # fmt: skip
     return pred, metrics, fed.network.meter.summary()
+
+
+def _run_federated_flower(
+    cfg: StudyConfig,
+    shares: dict[str, Dataset],
+    test: Dataset,
+    train_kinds: set[str],
+    tick: Progress,
+    audit_dir: Path,
+    workdir: Path,
+) -> tuple[Predictions, dict[str, Any], dict[str, Any]]:
+    """The main federated run over a real local Flower deployment: a SuperLink (TLS, SuperNode
+    authentication) and, per member, an authenticated SuperNode and the member's own node.
+    The coordinator (the ServerApp) writes each round's model and the ledger; they are read
+    back here and scored exactly like the in-process run."""
+    from guardians.engine.flower.deploy import LocalDeployment, read_result
+    from guardians.node.deployment import found_consortium
+
+    if workdir.exists():  # each run founds a new consortium
+        shutil.rmtree(workdir)
+    found_consortium(
+        workdir, CONSORTIUM, shares, model=cfg.model, hidden=tuple(cfg.hidden), l2=cfg.l2,
+        seed=cfg.seed, train=asdict(cfg.train), privacy=cfg.privacy,
+        norm_bound=cfg.norm_bound if cfg.proofs or "norm-bound" in cfg.rule else None,
+        rule=cfg.rule, server_momentum=cfg.server_momentum,
+    )  # fmt: skip
+    out = workdir / "run"
+    label = "federated (Flower)"
+    t0 = time.perf_counter()
+    with LocalDeployment(workdir) as dep:
+        up = time.perf_counter() - t0
+        cli = dep.submit(out, cfg.rounds)
+        done = 0
+        while cli.poll() is None:
+            rounds_file = out / "rounds.jsonl"
+            n = len(rounds_file.read_text().splitlines()) if rounds_file.exists() else 0
+            if n != done:
+                done = n
+                tick(label, done, cfg.rounds)
+            time.sleep(0.5)
+    seconds = time.perf_counter() - t0
+    result = read_result(out)
+    rounds = [json.loads(x) for x in (out / "rounds.jsonl").read_text().splitlines()]
+    tick(label, len(rounds), cfg.rounds)
+    std_file = np.load(out / "standardizer.npz")
+    std = Standardizer(mean=std_file["mean"], scale=std_file["scale"])
+    model = build_model(cfg.model, test.n_features, len(test.classes), hidden=cfg.hidden,
+                        l2=cfg.l2, seed=cfg.seed)  # fmt: skip
+    per_round = []
+    for r in rounds:
+        model.set_params(np.load(out / "params" / f"round-{r['round']:03d}.npy"))
+        ev = evaluate(_predict(model, std, test))
+        per_round.append({
+            "round": r["round"], "accuracy": ev["accuracy"], "f1": ev["f1"],
+            "mean_local_loss": r["mean_local_loss"], "contributors": len(r["contributors"]),
+            "clipped": r["clipped"], "verified": r["verified"], "rejected": r["rejected"],
+        })  # fmt: skip
+    pred = _predict(model, std, test)
+    metrics = evaluate(pred, train_kinds)
+    metrics["privacy"] = cfg.privacy
+    metrics["per_round"] = per_round
+    metrics["incidents"] = result["incidents"]
+    metrics["reputation"] = {"scores": result["reputation"], "quarantined": {}}
+    metrics["engine"] = {
+        "name": "flower", "flwr": _flwr_version(), "members": len(shares),
+        "superlink": f"127.0.0.1:{dep.port} (TLS, SuperNode authentication)",
+        "startup_s": up, "seconds": seconds,
+        "seconds_per_round": (seconds - up) / max(1, len(rounds)),
+        "workdir": str(workdir),
+    }  # fmt: skip
+    # The coordinator's log is the consortium's ledger: it goes where the demo keeps it.
+    if audit_dir.exists():
+        shutil.rmtree(audit_dir)
+    shutil.move(str(out / "ledger"), str(audit_dir))
+    report = verify_log_dir(audit_dir, trust=audit_dir / "trust.json")
+    anchors = json.loads((audit_dir / "anchor.json").read_text())
+    metrics["ledger"] = report.as_dict() | {
+        "path": str(audit_dir), "anchors": len(anchors.get("anchored", [])),
+        "contract": anchors.get("contract"),
+    }  # fmt: skip
+    egress = json.loads((out / "egress.json").read_text())
+    merged = summarize({m: s["per_member"][m] for m, s in egress.items()})
+    return pred, metrics, merged
+
+
+def _flwr_version() -> str:
+    from importlib.metadata import version
+
+    return version("flwr")
 
 
 def _incident_json(inc: Any) -> dict[str, Any]:
@@ -319,9 +397,18 @@ def run_study(
     progress: Progress | None = None,
     audit_dir: str | None = None,
     eth_rpc: str | None = None,
+    engine: str = "inprocess",
+    workdir: str | None = None,
 ) -> StudyResult:
     """Run the three settings and return every metric, JSON-ready. With ``audit_dir`` the main
-    federated run is recorded on a transparency log there, witnessed by every member."""
+    federated run is recorded on a transparency log there, witnessed by every member. With
+    ``engine="flower"`` the main federated run goes over a local Flower deployment laid out in
+    ``workdir`` (one SuperNode and one member node per member); the rest stays in process."""
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+    if engine == "flower" and (audit_dir is None or workdir is None or eth_rpc):
+        raise ConfigError("the Flower engine needs a ledger directory and a work directory, "
+                          "and anchors on its embedded EVM")  # fmt: skip
 
     def tick(stage: str, done: int, total: int) -> None:
         if progress is not None:
@@ -402,10 +489,16 @@ def run_study(
 
     # --- federated ------------------------------------------------------------------------
     t0 = time.perf_counter()
-    fed_pred, federated, fed_egress = _run_federated(
-        cfg, cfg.privacy, ids, shares, train, test, train_kinds, tick, audit_dir=audit_dir,
-        eth_rpc=eth_rpc, rule=cfg.rule,
-    )  # fmt: skip
+    if engine == "flower":
+        assert audit_dir is not None and workdir is not None
+        fed_pred, federated, fed_egress = _run_federated_flower(
+            cfg, shares, test, train_kinds, tick, Path(audit_dir), Path(workdir)
+        )
+    else:
+        fed_pred, federated, fed_egress = _run_federated(
+            cfg, cfg.privacy, ids, shares, train, test, train_kinds, tick, audit_dir=audit_dir,
+            eth_rpc=eth_rpc, rule=cfg.rule,
+        )  # fmt: skip
     timings["federated_s"] = time.perf_counter() - t0
     comparison: dict[str, Any] = {}
     if cfg.compare_privacy:

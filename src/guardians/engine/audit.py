@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -163,3 +164,34 @@ class AuditTrail:
 
     def close(self) -> None:
         self.log.store.close()
+
+
+def found_trail(
+    directory: str | Path,
+    consortium: str,
+    identities: dict[str, bytes],
+    *,
+    eth_rpc: str | None = None,
+) -> tuple[AuditTrail, Anchor]:
+    """A new consortium's audit trail: a fresh log origin, the anchor contract deployed (on the
+    embedded EVM, or on the JSON-RPC node at ``eth_rpc``), members anchoring in turn, and the
+    members admitted with their public identity keys as the log's first entries."""
+    from web3 import Web3
+
+    from guardians.ledger.anchor import embedded_chain
+
+    if eth_rpc:
+        w3 = Web3(Web3.HTTPProvider(eth_rpc))
+        chain = f"JSON-RPC {eth_rpc}"
+    else:
+        w3 = embedded_chain()
+        chain = "embedded EVM (eth-tester + py-evm)"
+    ids = list(identities)
+    accounts = [w3.eth.accounts[k % len(w3.eth.accounts)] for k in range(len(ids))]
+    anchor = Anchor.deploy(w3, sorted(set(accounts)))
+    # A new consortium, a new log: its origin names this run.
+    origin = f"{consortium}.example/{os.urandom(6).hex()}"
+    trail = AuditTrail(directory, origin, ids, anchor=anchor, anchor_accounts=accounts,
+                       chain=chain)  # fmt: skip
+    trail.admit(identities)
+    return trail, anchor

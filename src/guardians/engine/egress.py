@@ -200,24 +200,30 @@ class EgressMeter:
                 "out_by_kind": dict(e.by_kind),
                 "out_by_protection": dict(e.by_protection),
             }
-        prot: dict[str, int] = defaultdict(int)
-        for p in per_member.values():
-            for c, n in p["out_by_protection"].items():
-                prot[c] += n
-        data = prot["plain"] + prot["masked"] + prot["ciphertext"]
-        total = sum(prot.values())
-        protected = prot["masked"] + prot["ciphertext"]
-        updates = sum(p["out_by_kind"].get("fl/update", {}).get("messages", 0)
-                      for p in per_member.values())  # fmt: skip
-        return {
-            "raw_records": sum(p["raw_records_out"] for p in per_member.values()),
-            "bytes_by_protection": dict(prot),
-            # Of the bytes that carry member data (not keys, signatures or framing).
-            "protected_share_of_data_bytes": protected / data if data else None,
-            "protected_share_of_all_bytes": protected / total if total else None,
-            "plaintext_updates_out": updates,
-            "bytes_out": sum(p["bytes_out"] for p in per_member.values()),
-            "bytes_in": sum(p["bytes_in"] for p in per_member.values()),
-            "messages_out": sum(p["messages_out"] for p in per_member.values()),
-            "per_member": per_member,
-        }
+        return summarize(per_member)
+
+
+def summarize(per_member: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Totals over members' egress records (each as in ``EgressMeter.summary()["per_member"]``):
+    also how records metered at separate machines are combined."""
+    prot: dict[str, int] = defaultdict(int)
+    for p in per_member.values():
+        for c, n in p["out_by_protection"].items():
+            prot[c] += n
+    data = prot["plain"] + prot["masked"] + prot["ciphertext"]
+    total = sum(prot.values())
+    protected = prot["masked"] + prot["ciphertext"]
+    updates = sum(p["out_by_kind"].get("fl/update", {}).get("messages", 0)
+                  for p in per_member.values())  # fmt: skip
+    return {
+        "raw_records": sum(p["raw_records_out"] for p in per_member.values()),
+        "bytes_by_protection": dict(prot),
+        # Of the bytes that carry member data (not keys, signatures or framing).
+        "protected_share_of_data_bytes": protected / data if data else None,
+        "protected_share_of_all_bytes": protected / total if total else None,
+        "plaintext_updates_out": updates,
+        "bytes_out": sum(p["bytes_out"] for p in per_member.values()),
+        "bytes_in": sum(p["bytes_in"] for p in per_member.values()),
+        "messages_out": sum(p["messages_out"] for p in per_member.values()),
+        "per_member": per_member,
+    }

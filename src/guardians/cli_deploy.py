@@ -1,0 +1,81 @@
+"""`guardians member ...` and `guardians deploy ...`: running a consortium on many machines."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from guardians.errors import GuardiansError
+
+console = Console(stderr=True)
+
+
+def _fail(exc: GuardiansError) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}", highlight=False)
+    return typer.Exit(code=2)
+
+
+member_app = typer.Typer(
+    help="Run a member's node (its keys, records and round state) next to its data.",
+    no_args_is_help=True,
+)
+
+
+@member_app.command("serve")
+def member_serve(
+    consortium: Annotated[
+        Path, typer.Option(help="The consortium's genesis file (consortium.json).")
+    ],
+    member: Annotated[str, typer.Option(help="This member's id, as named in the genesis.")],
+    key: Annotated[Path, typer.Option(help="This member's secret identity key file.")],
+    records: Annotated[Path, typer.Option(help="This member's records (.npz archive).")],
+    socket: Annotated[
+        Path,
+        typer.Option(
+            help="Unix socket the member's Flower ClientApp talks to (give the same path to "
+            "the SuperNode as --node-config 'guardians-socket=\"PATH\"')."
+        ),
+    ],
+) -> None:
+    """Serve this member's node on a Unix socket (mode 0600) until interrupted.
+
+    The member's records and secret keys stay in this process; the Flower SuperNode's
+    ClientApp hands it each message from the coordinator and carries back what it answers.
+    Everything it lets out is metered against its records."""
+    from guardians.engine.member_service import MemberService, serve
+    from guardians.node.deployment import ConsortiumConfig, load_identity, load_records
+    from guardians.node.member import MemberNode
+
+    try:
+        cfg = ConsortiumConfig.load(consortium)
+        if member not in cfg.members:
+            raise GuardiansError(f"{member!r} is not a member of {cfg.name} ({consortium})")
+        identity = load_identity(key)
+        if identity.verify_key.raw.hex() != cfg.directory[member]:
+            raise GuardiansError(f"{key} is not {member}'s identity key in {consortium}")
+        data = load_records(records, n_features=cfg.n_features)
+    except GuardiansError as exc:
+        raise _fail(exc) from None
+    rng = np.random.default_rng(int.from_bytes(os.urandom(16), "big"))
+    node = MemberNode(
+        member, data, cfg.new_model(), rng, identity=identity, directory=cfg.verify_keys(),
+        consortium=cfg.name, require_secure=cfg.privacy == "secagg",
+    )  # fmt: skip
+    server = serve(MemberService(node), socket)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker = threading.Thread(target=server.serve_forever, daemon=True)
+    worker.start()
+    console.print(f"{member}: {len(data.y)} records, serving on {socket}", highlight=False)
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    socket.unlink(missing_ok=True)

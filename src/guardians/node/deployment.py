@@ -1,0 +1,181 @@
+"""What a deployed consortium is made of, on disk.
+
+``consortium.json`` is the genesis every party reads: members, their public identity keys, the
+model, how members train, the privacy method and the aggregation rule. Each member keeps its own
+secret identity key and its records next to its node and nothing else of anyone's; the
+coordinator needs only the genesis. Every loader refuses a malformed file with a
+:class:`~guardians.errors.ConfigError` that names the file and the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from guardians.crypto.errors import CryptoError
+from guardians.crypto.sign import SigningKey, VerifyKey
+from guardians.errors import ConfigError
+from guardians.learning.data import Dataset
+from guardians.learning.models import MLP, build_model
+from guardians.learning.train import TrainConfig
+
+IDENTITY_SEED_BYTES = 64
+
+
+@dataclass(frozen=True)
+class ConsortiumConfig:
+    name: str
+    members: tuple[str, ...]
+    directory: dict[str, str]  # member → composite public identity key, hex
+    n_features: int
+    n_classes: int
+    model: str = "mlp"
+    hidden: tuple[int, ...] = (64, 32)
+    l2: float = 1e-4
+    seed: int = 0
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields
+    privacy: str = "secagg"
+    norm_bound: float | None = 2.0
+    rule: str = "fedavg"
+    server_momentum: float = 0.9
+    min_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        if len(set(self.members)) != len(self.members) or not self.members:
+            raise ConfigError("consortium: members must be distinct and at least one")
+        missing = [m for m in self.members if m not in self.directory]
+        if missing:
+            raise ConfigError(f"consortium: no identity key for {missing}")
+        for m, key in self.directory.items():
+            try:
+                VerifyKey(bytes.fromhex(key))
+            except (ValueError, CryptoError) as exc:
+                raise ConfigError(f"consortium: identity key of {m!r} is unusable: {exc}") from None
+        self.train_config()  # refuse bad training settings now, not at round 1
+
+    def verify_keys(self) -> dict[str, VerifyKey]:
+        return {m: VerifyKey(bytes.fromhex(k)) for m, k in self.directory.items()}
+
+    def train_config(self) -> TrainConfig:
+        try:
+            return TrainConfig(**self.train)
+        except TypeError as exc:
+            raise ConfigError(f"consortium: bad train settings: {exc}") from None
+
+    def new_model(self) -> MLP:
+        return build_model(self.model, self.n_features, self.n_classes, hidden=self.hidden,
+                           l2=self.l2, seed=self.seed)  # fmt: skip
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ConsortiumConfig:
+        p = Path(path)
+        try:
+            raw = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: no such consortium file") from None
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{p}: not a consortium file: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{p}: not a consortium file (expected a JSON object)")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - names
+        if unknown:
+            raise ConfigError(f"{p}: unknown fields {sorted(unknown)}")
+        try:
+            raw["members"] = tuple(raw["members"])
+            raw["hidden"] = tuple(raw.get("hidden", (64, 32)))
+            return cls(**raw)
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"{p}: missing or mistyped field: {exc}") from None
+
+
+def new_identity_seed() -> bytes:
+    return secrets.token_bytes(IDENTITY_SEED_BYTES)
+
+
+def write_secret(path: str | Path, data: bytes) -> None:
+    """Write a secret file readable by its owner only (created 0600, never world-readable)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def load_identity(path: str | Path) -> SigningKey:
+    p = Path(path)
+    try:
+        seed = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read identity key: {exc.strerror}") from None
+    if len(seed) != IDENTITY_SEED_BYTES:
+        raise ConfigError(f"{p}: an identity key file holds {IDENTITY_SEED_BYTES} bytes, "
+                          f"this one {len(seed)}")  # fmt: skip
+    return SigningKey.from_seed(seed)
+
+
+def save_records(path: str | Path, data: Dataset) -> None:
+    """A member's records as a numpy archive (no pickled objects)."""
+    np.savez(
+        path, name=np.array(data.name), X=data.X, y=data.y, classes=np.array(data.classes),
+        feature_names=np.array(data.feature_names), groups=data.groups.astype(str),
+        kinds=data.kinds.astype(str), positive_groups=np.array(data.positive_groups, dtype=str),
+    )  # fmt: skip
+
+
+def load_records(path: str | Path, n_features: int | None = None) -> Dataset:
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            data = Dataset(
+                name=str(z["name"]), X=z["X"], y=z["y"], classes=tuple(z["classes"].tolist()),
+                feature_names=tuple(z["feature_names"].tolist()), groups=z["groups"],
+                kinds=z["kinds"], positive_groups=tuple(z["positive_groups"].tolist()),
+            )  # fmt: skip
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such records file") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{p}: not a records archive: {exc}") from None
+    if n_features is not None and data.n_features != n_features:
+        raise ConfigError(f"{p}: {data.n_features} features, the consortium's model takes "
+                          f"{n_features}")  # fmt: skip
+    return data
+
+
+def member_dir(root: str | Path, member: str) -> Path:
+    return Path(root) / "members" / member
+
+
+def found_consortium(
+    root: str | Path, name: str, shares: dict[str, Dataset], **settings: Any
+) -> ConsortiumConfig:
+    """Lay out a new consortium under ``root``: each member's directory with a fresh secret
+    identity key and its records, and the genesis naming every member's public key. (In a real
+    deployment each member generates its key on its own machine and sends only the public
+    half to the founder; this lays out all of them on one machine, for a local deployment.)"""
+    root = Path(root)
+    if (root / "consortium.json").exists():
+        raise ConfigError(f"{root} already holds a consortium; use a new directory")
+    any_share = next(iter(shares.values()))
+    directory = {}
+    for m, data in shares.items():
+        seed = new_identity_seed()
+        write_secret(member_dir(root, m) / "identity.key", seed)
+        save_records(member_dir(root, m) / "records.npz", data)
+        directory[m] = SigningKey.from_seed(seed).verify_key.raw.hex()
+    cfg = ConsortiumConfig(
+        name=name, members=tuple(shares), directory=directory,
+        n_features=any_share.n_features, n_classes=len(any_share.classes), **settings,
+    )  # fmt: skip
+    cfg.save(root / "consortium.json")
+    return cfg
