@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 from hypothesis import settings
 
@@ -15,3 +18,18 @@ import pytest  # noqa: E402
 def _audit_state_in_tmp(tmp_path_factory, monkeypatch):
     """Auditors' default state files go to a temporary directory, never the user's home."""
     monkeypatch.setenv("GUARDIANS_STATE_DIR", str(tmp_path_factory.mktemp("audit-state")))
+
+
+@pytest.fixture(scope="session")
+def quick_demo(tmp_path_factory) -> Path:
+    """One `guardians demo --quick --members 4` run (~100 s), shared by the CLI and portal
+    tests. Tests must not modify it: copy it first."""
+    out = tmp_path_factory.mktemp("demo")
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardians", "demo", "--quick", "--members", "4", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out
