@@ -4,8 +4,11 @@ SuperNodes as processes, TLS, node authentication) that survives a killed SuperN
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +21,7 @@ flwr = pytest.importorskip("flwr")
 from flwr.app import ConfigRecord, RecordDict  # noqa: E402
 
 from guardians import codec  # noqa: E402
+from guardians.crypto.errors import SignatureError  # noqa: E402
 from guardians.engine import member_service  # noqa: E402
 from guardians.engine.audit import model_hash  # noqa: E402
 from guardians.engine.flower import envelope  # noqa: E402
@@ -115,8 +119,21 @@ def _service(consortium: Path, member: str = "member-01") -> member_service.Memb
 
 def test_member_service_answers_and_refuses_with_typed_errors(consortium):
     svc = _service(consortium)
-    hello = svc.handle({"op": "hello"})
-    assert hello["member"] == "member-01" and len(hello["fingerprint"]) == 16
+    nonce = os.urandom(32)
+    hello = svc.handle({"op": "hello", "nonce": nonce, "node_id": 42})
+    assert hello["member"] == "member-01"
+    # The member binds itself to transport node 42 under the coordinator's fresh nonce; the
+    # binding does not transfer to another node or another nonce.
+    key = ConsortiumConfig.load(consortium / "consortium.json").verify_keys()["member-01"]
+    ctx = member_service.BINDING_CONTEXT
+    key.verify(hello["signature"], member_service.binding_payload(
+        "guardians-e2e", "member-01", 42, nonce), ctx)  # fmt: skip
+    for node, n in ((43, nonce), (42, os.urandom(32))):
+        with pytest.raises(SignatureError):
+            key.verify(hello["signature"], member_service.binding_payload(
+                "guardians-e2e", "member-01", node, n), ctx)  # fmt: skip
+    assert "32-byte nonce" in svc.handle({"op": "hello", "nonce": b"short", "node_id": 1})["error"]
+    assert "node id" in svc.handle({"op": "hello", "nonce": nonce, "node_id": -1})["error"]
     assert "unknown operation" in svc.handle({"op": "format-disk"})["error"]
     assert "bytes payload" in svc.handle({"op": "deliver", "payload": "text"})["error"]
     bad = svc.handle({"op": "deliver", "payload": b"\xa1\x00garbage"})
@@ -138,7 +155,7 @@ def test_member_service_over_its_unix_socket(consortium, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         assert oct(sock.stat().st_mode & 0o777) == "0o600"  # the member's account only
-        assert member_service.call(sock, {"op": "hello"})["member"] == "member-01"
+        assert member_service.call(sock, {"op": "egress"})["egress"]["raw_records"] == 0
         # A frame that is not CBOR gets no answer rather than a crash; the service lives on.
         import socket as socketlib
 
@@ -147,7 +164,7 @@ def test_member_service_over_its_unix_socket(consortium, tmp_path):
             s.sendall(b"\x00\x00\x00\x03abc")
             s.settimeout(5)
             assert s.recv(10) == b""
-        assert member_service.call(sock, {"op": "hello"})["member"] == "member-01"
+        assert member_service.call(sock, {"op": "egress"})["egress"]["raw_records"] == 0
     finally:
         server.shutdown()
         server.server_close()
@@ -268,3 +285,34 @@ def test_local_deployment_refuses_a_socket_path_too_long(tmp_path, split):
     _consortium(deep, split, per_member=50)
     with pytest.raises(ConfigError, match="too long for a Unix socket"):
         LocalDeployment(deep).prepare()
+
+
+@pytest.mark.slow
+def test_demo_over_flower_matches_its_ledger_and_portal(tmp_path):
+    """`guardians demo --engine flower`: the federated run goes over a local Flower deployment;
+    its ledger verifies, the portal reads it as verified, and no raw record left a member."""
+    from fastapi.testclient import TestClient
+
+    from guardians.portal import create_app
+
+    out = tmp_path / "d"
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardians", "demo", "--engine", "flower", "--members", "3",
+         "--rounds", "2", "--no-wdbc", "--no-attacks", "--no-intel", "--no-compare-privacy",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ran over Flower" in proc.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    fed = m["federated"]
+    assert fed["engine"]["name"] == "flower" and fed["engine"]["members"] == 3
+    assert [r["round"] for r in fed["per_round"]] == [1, 2]
+    assert all(r["verified"] and r["contributors"] == 3 for r in fed["per_round"])
+    assert fed["ledger"]["verdict"] == "PASS" and fed["ledger"]["model_versions_included"] == 2
+    assert m["egress"]["federated"]["raw_records"] == 0
+    assert m["egress"]["federated"]["protected_share_of_data_bytes"] > 0.9
+    assert sorted(m["egress"]["federated"]["per_member"]) == [f"member-0{k}" for k in (1, 2, 3)]
+    with TestClient(create_app(out)) as client:
+        snap = client.get("/api/summary").json()
+    assert snap["verdict"] == "verified", snap.get("checks")

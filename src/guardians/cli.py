@@ -380,6 +380,14 @@ def demo(
             f"audit log: {ledger['size']} entries, verdict {ledger['verdict']} "
             f"(guardians audit verify --log {ledger['path']} --trust {out_dir / 'trust.json'})"
         )
+    eng = main["federated"].get("engine")
+    if eng:
+        out.print(
+            f"federated training ran over Flower {eng['flwr']}: SuperLink {eng['superlink']}, "
+            f"{eng['members']} SuperNodes and member nodes, "
+            f"{eng['seconds_per_round']:.1f} s per round (work directory {eng['workdir']})"
+        )
+    out.print(f"portal: guardians portal serve --dir {out_dir}")
     out.print(
         f"wrote {out_dir / 'report.html'}, metrics.json, scorecard.json "
         f"in {time.perf_counter() - started:.1f} s"

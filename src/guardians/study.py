@@ -14,6 +14,7 @@ restart Adam every round. Everything is seeded; the same config gives the same n
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 import time
@@ -306,9 +307,8 @@ def _run_federated_flower(
     metrics["engine"] = {
         "name": "flower", "flwr": _flwr_version(), "members": len(shares),
         "superlink": f"127.0.0.1:{dep.port} (TLS, SuperNode authentication)",
-        "startup_s": up, "seconds": seconds,
-        "seconds_per_round": (seconds - up) / max(1, len(rounds)),
-        "workdir": str(workdir),
+        "startup_s": up, "seconds": seconds, "workdir": str(workdir),
+        **_stage_times(out / "progress.jsonl"),
     }  # fmt: skip
     # The coordinator's log is the consortium's ledger: it goes where the demo keeps it.
     if audit_dir.exists():
@@ -323,6 +323,25 @@ def _run_federated_flower(
     egress = json.loads((out / "egress.json").read_text())
     merged = summarize({m: s["per_member"][m] for m, s in egress.items()})
     return pred, metrics, merged
+
+
+def _stage_times(progress: Path) -> dict[str, float | None]:
+    """Median seconds per training round and per protocol stage, from the coordinator's
+    progress log (a stage: from its opening to the next one's)."""
+    events = [json.loads(x) for x in progress.read_text().splitlines()]
+    marks = [e for e in events if e["event"] in ("stage", "round", "done")]
+    gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(marks) if a["event"] == "stage"]
+    start: dict[int, float] = {}
+    per_round = []
+    for e in events:
+        if e["event"] == "stage" and e["round"] > 0:
+            start.setdefault(e["round"], e["t"])
+        elif e["event"] == "round" and e["round"] in start:
+            per_round.append(e["t"] - start[e["round"]])
+    return {
+        "seconds_per_round": float(np.median(per_round)) if per_round else None,
+        "seconds_per_stage": float(np.median(gaps)) if gaps else None,
+    }
 
 
 def _flwr_version() -> str:

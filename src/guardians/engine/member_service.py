@@ -26,12 +26,22 @@ from typing import Any
 import cbor2
 
 from guardians import codec
+from guardians.crypto.hashing import frame_all
 from guardians.engine.egress import EgressMeter
 from guardians.engine.federation import COORDINATOR
 from guardians.errors import GuardiansError, RemoteProtocolError
 from guardians.node.member import MemberNode
 
 MAX_FRAME = codec.MAX_MESSAGE_BYTES + 4096
+BINDING_CONTEXT = b"guardians/node-binding"
+NONCE_BYTES = 32
+
+
+def binding_payload(consortium: str, member: str, node_id: int, nonce: bytes) -> bytes:
+    """What a member signs to say "transport node ``node_id`` is me", fresh per ``nonce``."""
+    return frame_all(consortium.encode(), member.encode(), node_id.to_bytes(8, "big"), nonce)
+
+
 _LEN = struct.Struct(">I")
 
 
@@ -80,8 +90,22 @@ class MemberService:
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         if op == "hello":
-            key = self.node.identity.verify_key.fingerprint() if self.node.identity else ""
-            return {"member": self.node.id, "fingerprint": key}
+            # The coordinator's fresh nonce and the transport's node id, signed: binds this
+            # node to the member's identity key, so no other node can pose as this member.
+            nonce, node_id = request.get("nonce"), request.get("node_id")
+            if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
+                return {"error": f"hello needs a {NONCE_BYTES}-byte nonce",
+                        "error_type": "ServiceError"}  # fmt: skip
+            if not isinstance(node_id, int) or not 0 <= node_id < 2**64:
+                return {
+                    "error": "hello needs the transport's node id",
+                    "error_type": "ServiceError",
+                }
+            if self.node.identity is None:
+                return {"error": "this member has no identity key", "error_type": "ServiceError"}
+            payload = binding_payload(self.node.consortium, self.node.id, node_id, nonce)
+            return {"member": self.node.id,
+                    "signature": self.node.identity.sign(payload, BINDING_CONTEXT)}  # fmt: skip
         if op == "egress":
             with self._lock:
                 return {"egress": self.meter.summary()}

@@ -35,6 +35,8 @@ def guardians_mod(msg: Message, context: Context, call_next: ClientAppCallable) 
         return Message(envelope.pack(response), reply_to=msg)
     try:
         request = envelope.unpack(msg.content)
+        if request.get("op") == "hello":
+            request["node_id"] = int(context.node_id)  # what the member signs it runs on
         response = member_service.call(path, request)
     except (envelope.EnvelopeError, member_service.ServiceError) as exc:
         response = {"error": str(exc), "error_type": type(exc).__name__}

@@ -22,6 +22,7 @@ absent, and the protocol's dropout recovery takes over.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from guardians import codec
+from guardians.crypto.errors import CryptoError, SignatureError
+from guardians.engine import member_service
 from guardians.engine.audit import AuditTrail, found_trail, model_hash
 from guardians.engine.federation import COORDINATOR, Federation, Incident, Replies
 from guardians.engine.flower import envelope
@@ -89,18 +92,21 @@ def discover(
     poll: float = 1.0,
     log: Callable[[dict[str, Any]], None] = lambda _: None,
 ) -> dict[str, int]:
-    """Member → Flower node id, for every connected SuperNode whose member service names a
-    consortium member and shows that member's identity fingerprint. The claim only routes
-    messages: every protocol message is still signed with the member's identity key, so a node
-    that lies about who it is gets nowhere."""
-    expected = {m: k.fingerprint() for m, k in config.verify_keys().items()}
+    """Member → Flower node id, for every connected SuperNode whose member signs, with its
+    identity key, a fresh nonce together with that node's id. Flower's node authentication
+    says a node was registered; this says which member it is, so a node (registered or not)
+    cannot pose as a member and swallow its messages."""
+    keys = config.verify_keys()
+    expected = set(keys)
     found: dict[str, int] = {}
+    nonces: dict[int, bytes] = {}
     asked: set[int] = set()
     deadline = time.monotonic() + timeout
     while True:
         fresh = [n for n in grid.get_node_ids() if n not in asked]
+        nonces.update((n, secrets.token_bytes(member_service.NONCE_BYTES)) for n in fresh)
         msgs = [
-            Message(envelope.pack({"op": "hello"}), dst_node_id=n,
+            Message(envelope.pack({"op": "hello", "nonce": nonces[n]}), dst_node_id=n,
                     message_type=envelope.MESSAGE_TYPE, group_id="hello")
             for n in fresh
         ]  # fmt: skip
@@ -115,9 +121,14 @@ def discover(
                 hello = envelope.unpack(envelope.content_of(reply))
             except envelope.EnvelopeError:
                 continue
-            member, fp = hello.get("member"), hello.get("fingerprint")
-            if member not in expected or fp != expected[member]:
-                log({"event": "unknown-node", "node": node, "claims": member})
+            member, sig = hello.get("member"), hello.get("signature")
+            try:
+                if member not in expected or not isinstance(sig, bytes):
+                    raise SignatureError("no member identity and signature")
+                payload = member_service.binding_payload(config.name, member, node, nonces[node])
+                keys[member].verify(sig, payload, member_service.BINDING_CONTEXT)
+            except CryptoError as exc:
+                log({"event": "unknown-node", "node": node, "claims": str(member), "why": str(exc)})
                 continue
             if member in found and found[member] != node:
                 log({"event": "duplicate-member", "member": member, "nodes": [found[member], node]})
