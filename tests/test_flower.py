@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import numpy as np
@@ -18,14 +20,23 @@ import pytest
 
 flwr = pytest.importorskip("flwr")
 
-from flwr.app import ConfigRecord, RecordDict  # noqa: E402
+from flwr.app import ConfigRecord, Context, Message, RecordDict  # noqa: E402
+from flwr.serverapp import Grid  # noqa: E402
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from guardians import codec  # noqa: E402
 from guardians.crypto.errors import SignatureError  # noqa: E402
+from guardians.crypto.sign import SigningKey  # noqa: E402
 from guardians.engine import member_service  # noqa: E402
 from guardians.engine.audit import model_hash  # noqa: E402
 from guardians.engine.flower import envelope  # noqa: E402
 from guardians.engine.flower.deploy import DeploymentError, LocalDeployment, free_port  # noqa: E402
+from guardians.engine.flower.mod import guardians_mod  # noqa: E402
+from guardians.engine.flower.workflow import (  # noqa: E402
+    MembersMissingError,
+    discover,
+    run_consortium,
+)
 from guardians.errors import ConfigError  # noqa: E402
 from guardians.learning.data import load_dataset  # noqa: E402
 from guardians.learning.metrics import Predictions, evaluate  # noqa: E402
@@ -88,6 +99,26 @@ def test_genesis_and_member_files_refuse_bad_input(consortium, tmp_path):
     bad.write_text(json.dumps({**raw, "train": {"epochs": 0}}))
     with pytest.raises(ConfigError, match="epochs"):
         ConsortiumConfig.load(bad)
+    # Fails closed, naming the file and the field: a typo must not turn a policy off.
+    for field, value, why in (
+        ("privacy", "secgg", "privacy must be one of"),
+        ("min_fraction", 5, "min_fraction must be in"),
+        ("members", "abc", "members must be a list"),
+        ("n_features", "3", "n_features must be a non-negative integer"),
+        ("hidden", "ab", "hidden must be a list"),
+        (
+            "directory",
+            {**raw["directory"], "member-99": raw["directory"]["member-01"]},
+            "directory must name exactly the members \\(extra: \\[.member-99.\\]",
+        ),
+        ("norm_bound", -1, "norm_bound must be positive"),
+    ):
+        bad.write_text(json.dumps({**raw, field: value}))
+        with pytest.raises(ConfigError, match=f"{bad}: consortium: {why}"):
+            ConsortiumConfig.load(bad)
+    bad.write_text(json.dumps({**raw, "privacy": "none"}))  # norm bound without secagg
+    with pytest.raises(ConfigError, match="norm_bound is enforced by"):
+        ConsortiumConfig.load(bad)
     bad.write_text("[1, 2]")
     with pytest.raises(ConfigError, match="expected a JSON object"):
         ConsortiumConfig.load(bad)
@@ -95,7 +126,12 @@ def test_genesis_and_member_files_refuse_bad_input(consortium, tmp_path):
     short.write_bytes(b"x" * 10)
     with pytest.raises(ConfigError, match="holds 64 bytes, this one 10"):
         load_identity(short)
+    from guardians.node.deployment import write_secret
+
+    with pytest.raises(ConfigError, match="refusing to overwrite a secret"):
+        write_secret(key, b"x" * 64)
     records = member_dir(consortium, "member-01") / "records.npz"
+    assert oct(records.stat().st_mode & 0o777) == "0o600"
     with pytest.raises(ConfigError, match="model takes 7"):
         load_records(records, n_features=7)
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
@@ -106,48 +142,66 @@ def test_genesis_and_member_files_refuse_bad_input(consortium, tmp_path):
 
 
 # --- the member service -----------------------------------------------------------------------
-def _service(consortium: Path, member: str = "member-01") -> member_service.MemberService:
+def _service(
+    consortium: Path, member: str = "member-01", identity: SigningKey | None = None
+) -> member_service.MemberService:
     cfg = ConsortiumConfig.load(consortium / "consortium.json")
     d = member_dir(consortium, member)
-    node = MemberNode(
-        member, load_records(d / "records.npz"), cfg.new_model(), np.random.default_rng(0),
-        identity=load_identity(d / "identity.key"), directory=cfg.verify_keys(),
-        consortium=cfg.name, require_secure=True,
-    )  # fmt: skip
-    return member_service.MemberService(node)
+    data = load_records(d / "records.npz")
+    key = identity or load_identity(d / "identity.key")
+
+    def factory(session: str) -> MemberNode:
+        return MemberNode(member, data, cfg.new_model(), np.random.default_rng(0),
+                          identity=key, directory=cfg.verify_keys(), consortium=session,
+                          require_secure=True)  # fmt: skip
+
+    return member_service.MemberService(member, data.X, factory, cfg.name, cfg.digest())
 
 
 def test_member_service_answers_and_refuses_with_typed_errors(consortium):
     svc = _service(consortium)
+    cfg = ConsortiumConfig.load(consortium / "consortium.json")
+    session = member_service.session_name(cfg.name, cfg.digest(), 5)
     nonce = os.urandom(32)
-    hello = svc.handle({"op": "hello", "nonce": nonce, "node_id": 42})
+    hello = svc.handle({"op": "hello", "nonce": nonce, "node_id": 42, "run_id": 5})
     assert hello["member"] == "member-01"
-    # The member binds itself to transport node 42 under the coordinator's fresh nonce; the
-    # binding does not transfer to another node or another nonce.
-    key = ConsortiumConfig.load(consortium / "consortium.json").verify_keys()["member-01"]
+    # The member binds itself to transport node 42, in run 5, under the coordinator's fresh
+    # nonce; the binding transfers to no other node, nonce or run.
+    key = cfg.verify_keys()["member-01"]
     ctx = member_service.BINDING_CONTEXT
-    key.verify(hello["signature"], member_service.binding_payload(
-        "guardians-e2e", "member-01", 42, nonce), ctx)  # fmt: skip
-    for node, n in ((43, nonce), (42, os.urandom(32))):
+    key.verify(hello["signature"],
+               member_service.binding_payload(session, "member-01", 42, nonce), ctx)  # fmt: skip
+    other_run = member_service.session_name(cfg.name, cfg.digest(), 6)
+    for sess, node, n in ((session, 43, nonce), (session, 42, os.urandom(32)),
+                          (other_run, 42, nonce)):  # fmt: skip
         with pytest.raises(SignatureError):
-            key.verify(hello["signature"], member_service.binding_payload(
-                "guardians-e2e", "member-01", node, n), ctx)  # fmt: skip
-    assert "32-byte nonce" in svc.handle({"op": "hello", "nonce": b"short", "node_id": 1})["error"]
-    assert "node id" in svc.handle({"op": "hello", "nonce": nonce, "node_id": -1})["error"]
-    assert "unknown operation" in svc.handle({"op": "format-disk"})["error"]
-    assert "bytes payload" in svc.handle({"op": "deliver", "payload": "text"})["error"]
-    bad = svc.handle({"op": "deliver", "payload": b"\xa1\x00garbage"})
-    assert bad["error_type"] == "DecodeError"
+            key.verify(hello["signature"],
+                       member_service.binding_payload(sess, "member-01", node, n), ctx)  # fmt: skip
+    bad = {"op": "hello", "nonce": b"short", "node_id": 1, "run_id": 5}
+    assert "32-byte nonce" in svc.handle(bad)["error"]
+    assert "node id" in svc.handle({**bad, "nonce": nonce, "node_id": -1})["error"]
+    assert "run id" in svc.handle({"op": "hello", "nonce": nonce, "node_id": 1})["error"]
+    assert "unknown operation" in svc.handle({"op": "format-disk", "run_id": 5})["error"]
+    assert "bytes payload" in svc.handle({"op": "deliver", "payload": "x", "run_id": 5})["error"]
+    garbage = svc.handle({"op": "deliver", "payload": b"\xa1\x00garbage", "run_id": 5})
+    assert garbage["error_type"] == "DecodeError"
     # The member's own policy: a plaintext statistics request is refused, by name.
     plain = codec.encode(StatsRequest(round=0, aggregation="plain"))
-    refused = svc.handle({"op": "deliver", "payload": plain})
+    refused = svc.handle({"op": "deliver", "payload": plain, "run_id": 5})
     assert refused["error_type"] == "RemoteProtocolError"
     assert "requires secure aggregation" in refused["error"]
-    # Nothing left the member for any of these.
-    assert svc.handle({"op": "egress"})["egress"]["messages_out"] == 0
+    # A message of another run (a late or replayed one) is refused before it is even decoded.
+    stale = svc.handle({"op": "deliver", "payload": plain, "run_id": 4})
+    assert "this member is in run 5" in stale["error"]
+    # Every answer that left the member is on its egress record, and no record left.
+    eg = svc.handle({"op": "egress", "run_id": 5})["egress"]
+    kinds = eg["per_member"]["member-01"]["out_by_kind"]
+    assert kinds["service/hello"]["messages"] == 1 and kinds["service/error"]["messages"] >= 6
+    assert eg["raw_records"] == 0
 
 
 def test_member_service_over_its_unix_socket(consortium, tmp_path):
+    import socket as socketlib
     import threading
 
     sock = tmp_path / "m.sock"
@@ -155,21 +209,202 @@ def test_member_service_over_its_unix_socket(consortium, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         assert oct(sock.stat().st_mode & 0o777) == "0o600"  # the member's account only
-        assert member_service.call(sock, {"op": "egress"})["egress"]["raw_records"] == 0
-        # A frame that is not CBOR gets no answer rather than a crash; the service lives on.
-        import socket as socketlib
-
-        with socketlib.socket(socketlib.AF_UNIX) as s:
-            s.connect(str(sock))
-            s.sendall(b"\x00\x00\x00\x03abc")
-            s.settimeout(5)
-            assert s.recv(10) == b""
-        assert member_service.call(sock, {"op": "egress"})["egress"]["raw_records"] == 0
+        assert (
+            member_service.call(sock, {"op": "egress", "run_id": 1})["egress"]["raw_records"] == 0
+        )
+        # Malformed frames get no answer rather than a crash, and the service lives on:
+        # trailing bytes after the map, a frame that is not a map, a frame cut short.
+        for raw in (b"\x00\x00\x00\x03\xa0\x00\x00", b"\x00\x00\x00\x01\x01",
+                    b"\x00\x00\x00\x09\xa1"):  # fmt: skip
+            with socketlib.socket(socketlib.AF_UNIX) as s:
+                s.connect(str(sock))
+                s.sendall(raw)
+                s.shutdown(socketlib.SHUT_WR)
+                s.settimeout(5)
+                assert s.recv(10) == b""
+        assert member_service.call(sock, {"op": "egress", "run_id": 1})["egress"]
+        # A second service cannot take over a live socket.
+        with pytest.raises(member_service.ServiceError, match="already listening"):
+            member_service.serve(_service(consortium), sock)
     finally:
         server.shutdown()
         server.server_close()
     with pytest.raises(member_service.ServiceError, match="unreachable"):
-        member_service.call(tmp_path / "gone.sock", {"op": "hello"})
+        member_service.call(tmp_path / "gone.sock", {"op": "egress", "run_id": 1})
+    # Never replaces a file that is not a socket, and says so for paths too long to bind.
+    victim = tmp_path / "notes.txt"
+    victim.write_text("keep me")
+    with pytest.raises(member_service.ServiceError, match="not a socket"):
+        member_service.serve(_service(consortium), victim)
+    assert victim.read_text() == "keep me"
+    with pytest.raises(member_service.ServiceError, match="too long"):
+        member_service.serve(_service(consortium), tmp_path / ("x" * 120))
+    # For a SuperNode running under its own account: the socket is shared with one group.
+    import grp
+
+    mine = grp.getgrgid(os.getgid()).gr_name
+    shared = member_service.serve(_service(consortium), tmp_path / "g.sock", group=mine)
+    st = (tmp_path / "g.sock").stat()
+    assert oct(st.st_mode & 0o777) == "0o660" and st.st_gid == os.getgid()
+    shared.server_close()
+    with pytest.raises(member_service.ServiceError, match="no such group"):
+        member_service.serve(_service(consortium), tmp_path / "h.sock", group="no-such-group-x")
+
+
+# --- the workflow over Flower's Grid contract, in process ---------------------------------------
+class LoopbackGrid(Grid):
+    """Flower's Grid contract in one process: every message goes through the real
+    ``guardians_mod`` into a real member service over its Unix socket. (The real SuperLink and
+    SuperNodes run in ``test_flower_deployment_survives_a_killed_supernode``.)"""
+
+    def __init__(self, sockets: dict[int, Path], run_id: int) -> None:
+        self.sockets = sockets
+        self._run = SimpleNamespace(run_id=run_id)
+        self.offline: set[int] = set()
+        self.replies: dict[str, Message] = {}
+
+    def set_run(self, run: Any) -> None:
+        self._run = run
+
+    @property
+    def run(self) -> Any:
+        return self._run
+
+    def create_message(self, *args: Any, **kwargs: Any) -> Message:
+        raise NotImplementedError
+
+    def get_node_ids(self) -> list[int]:
+        return [n for n in self.sockets if n not in self.offline]
+
+    def push_messages(self, messages: Any) -> list[str]:
+        ids = []
+        for m in messages:
+            m.metadata.__dict__["_message_id"] = m.object_id  # as Flower's HttpGrid does
+            node = m.metadata.dst_node_id
+            if node in self.sockets and node not in self.offline:
+                TaskIdentity.node_id = node
+                ctx = Context(run_id=self._run.run_id, node_id=node,
+                              node_config={"guardians-socket": str(self.sockets[node])},
+                              state=RecordDict(), run_config={})  # fmt: skip
+                self.replies[m.object_id] = guardians_mod(m, ctx, _no_app)
+                TaskIdentity.node_id = 1
+            ids.append(m.object_id)
+        return ids
+
+    def pull_messages(self, message_ids: Any) -> list[Message]:
+        return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
+
+    def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> list[Message]:
+        raise NotImplementedError
+
+
+def _no_app(msg: Message, ctx: Context) -> Message:
+    raise AssertionError("a Guardians message reached the app's own handler")
+
+
+@pytest.fixture
+def flower_task():
+    """Flower messages are created inside a task (a run): give this process one."""
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 70, 1, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+@pytest.fixture
+def services(consortium, tmp_path):
+    """Member services on Unix sockets for members 1-3, plus a rogue node whose service
+    claims to be member-02 with a key of its own."""
+    import threading
+
+    servers = {}
+    specs = {11: ("member-01", None), 12: ("member-02", None), 13: ("member-03", None),
+             66: ("member-02", SigningKey.generate())}  # fmt: skip
+    for node, (m, key) in specs.items():
+        server = member_service.serve(_service(consortium, m, key), tmp_path / f"{node}.sock")
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers[node] = server
+    yield {n: tmp_path / f"{n}.sock" for n in specs}
+    for server in servers.values():
+        server.shutdown()
+        server.server_close()
+
+
+def test_discovery_binds_members_and_turns_away_a_rogue_node(consortium, services, flower_task):
+    cfg = ConsortiumConfig.load(consortium / "consortium.json")
+    grid = LoopbackGrid(services, run_id=70)
+    session = member_service.session_name(cfg.name, cfg.digest(), 70)
+    events: list[dict] = []
+    nodes = discover(grid, cfg, session, minimum=3, timeout=3, poll=0.1, log=events.append)
+    assert nodes == {"member-01": 11, "member-02": 12, "member-03": 13}
+    rogue = [e for e in events if e.get("node") == 66]
+    assert rogue and rogue[0]["event"] == "unknown-node"
+    # Without member-03 online there are too few members, and the error names who is missing.
+    grid.offline = {13}
+    with pytest.raises(MembersMissingError, match="member-03"):
+        discover(grid, cfg, session, minimum=3, timeout=0.5, poll=0.1)
+
+
+def test_runs_over_the_grid_contract_twice_with_the_same_member_nodes(
+    consortium, services, flower_task, tmp_path
+):
+    """Secure rounds with contribution proofs through mod → member service; a second run
+    on the same long-lived member nodes starts a fresh session and works too."""
+    del services[66]
+    genesis = consortium / "consortium.json"
+    first = run_consortium(LoopbackGrid(services, run_id=70), genesis, tmp_path / "run1",
+                           rounds=1, stage_timeout=30, join_timeout=5)  # fmt: skip
+    TaskIdentity.run_id = 71
+    second = run_consortium(LoopbackGrid(services, run_id=71), genesis, tmp_path / "run2",
+                            rounds=1, stage_timeout=30, join_timeout=5)  # fmt: skip
+    for res in (first, second):
+        assert res["rounds"] == 1 and not res["incidents"]
+    assert first["session"] != second["session"]
+    rounds = [json.loads(x) for x in (tmp_path / "run2" / "rounds.jsonl").read_text().splitlines()]
+    assert rounds[0]["verified"] and rounds[0]["contributors"] == MEMBERS[:3]
+    assert verify_log_dir(tmp_path / "run2" / "ledger",
+                          trust=tmp_path / "run2" / "ledger" / "trust.json").ok  # fmt: skip
+    # A run never writes over another's records.
+    with pytest.raises(ConfigError, match="not empty"):
+        run_consortium(LoopbackGrid(services, run_id=71), consortium / "consortium.json",
+                       tmp_path / "run2", rounds=1)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("frame", "why"),
+    [
+        ({"replies": 5}, "malformed replies"),
+        ({"replies": None}, "malformed replies"),
+        ({"replies": ["text"]}, "malformed replies"),
+        ({"replies": [b"\x00"]}, "CBOR map"),
+        ({"error": "x", "error_type": ["list"]}, "malformed error frame"),
+        ({"error": "y" * 5000, "error_type": "ServiceError"}, "yyy…"),
+    ],
+)
+def test_exchange_turns_malformed_answers_into_incidents(frame, why, consortium, flower_task):
+    """Whatever a member's node answers, the coordinator records an incident naming the
+    member and goes on; nothing it sends can crash the coordinator."""
+    from guardians.engine.flower.workflow import FlowerFederation
+    from guardians.protocol.round import Send
+
+    class Scripted(LoopbackGrid):
+        def push_messages(self, messages: Any) -> list[str]:
+            ids = []
+            for m in messages:
+                m.metadata.__dict__["_message_id"] = m.object_id
+                self.replies[m.object_id] = Message(envelope.pack(frame), reply_to=m)
+                ids.append(m.object_id)
+            return ids
+
+    cfg = ConsortiumConfig.load(consortium / "consortium.json")
+    coord = SimpleNamespace(members=cfg.members)
+    fed = FlowerFederation(coord, Scripted({11: Path("-")}, 70), {"member-01": 11},  # type: ignore[arg-type]
+                           stage_timeout=2)  # fmt: skip
+    send = Send("member-01", StatsRequest(round=0, aggregation="secagg"))
+    assert fed.exchange(1, "advertise", [send]) == []
+    (inc,) = fed.run_record.incidents
+    assert inc.member == "member-01" and why.lower() in inc.error.lower()
+    assert len(inc.error) < 600
 
 
 def test_envelope_round_trip_and_malformed_envelopes():

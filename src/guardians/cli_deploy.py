@@ -1,4 +1,4 @@
-"""`guardians member ...` and `guardians deploy ...`: running a consortium on many machines."""
+"""`guardians member ...`: a member's side of a consortium deployed on many machines."""
 
 from __future__ import annotations
 
@@ -43,13 +43,20 @@ def member_serve(
             "the SuperNode as --node-config 'guardians-socket=\"PATH\"')."
         ),
     ],
+    socket_group: Annotated[
+        str | None,
+        typer.Option(
+            help="Group that may open the socket (mode 0660): the account the member's "
+            "SuperNode runs under, kept apart from the keys and records. Default: owner only."
+        ),
+    ] = None,
 ) -> None:
     """Serve this member's node on a Unix socket (mode 0600) until interrupted.
 
     The member's records and secret keys stay in this process; the Flower SuperNode's
     ClientApp hands it each message from the coordinator and carries back what it answers.
     Everything it lets out is metered against its records."""
-    from guardians.engine.member_service import MemberService, serve
+    from guardians.engine.member_service import MemberService, ServiceError, serve
     from guardians.node.deployment import ConsortiumConfig, load_identity, load_records
     from guardians.node.member import MemberNode
 
@@ -63,12 +70,21 @@ def member_serve(
         data = load_records(records, n_features=cfg.n_features)
     except GuardiansError as exc:
         raise _fail(exc) from None
-    rng = np.random.default_rng(int.from_bytes(os.urandom(16), "big"))
-    node = MemberNode(
-        member, data, cfg.new_model(), rng, identity=identity, directory=cfg.verify_keys(),
-        consortium=cfg.name, require_secure=cfg.privacy == "secagg",
-    )  # fmt: skip
-    server = serve(MemberService(node), socket)
+
+    def new_node(session: str) -> MemberNode:
+        """The member's node for one run (fresh round state, bound to the run's name)."""
+        rng = np.random.default_rng(int.from_bytes(os.urandom(16), "big"))
+        return MemberNode(
+            member, data, cfg.new_model(), rng, identity=identity,
+            directory=cfg.verify_keys(), consortium=session,
+            require_secure=cfg.privacy == "secagg",
+        )  # fmt: skip
+
+    service = MemberService(member, data.X, new_node, cfg.name, cfg.digest())
+    try:
+        server = serve(service, socket, group=socket_group)
+    except ServiceError as exc:
+        raise _fail(exc) from None
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -256,7 +256,7 @@ def _run_federated_flower(
     authentication) and, per member, an authenticated SuperNode and the member's own node.
     The coordinator (the ServerApp) writes each round's model and the ledger; they are read
     back here and scored exactly like the in-process run."""
-    from guardians.engine.flower.deploy import LocalDeployment, read_result
+    from guardians.engine.flower.deploy import DeploymentError, LocalDeployment, read_result
     from guardians.node.deployment import found_consortium
 
     if workdir.exists():  # each run founds a new consortium
@@ -264,8 +264,10 @@ def _run_federated_flower(
     found_consortium(
         workdir, CONSORTIUM, shares, model=cfg.model, hidden=tuple(cfg.hidden), l2=cfg.l2,
         seed=cfg.seed, train=asdict(cfg.train), privacy=cfg.privacy,
-        norm_bound=cfg.norm_bound if cfg.proofs or "norm-bound" in cfg.rule else None,
-        rule=cfg.rule, server_momentum=cfg.server_momentum,
+        norm_bound=cfg.norm_bound
+        if (cfg.proofs and cfg.privacy == "secagg") or "norm-bound" in cfg.rule else None,
+        rule=cfg.rule, assumed_malicious=cfg.assumed_malicious,
+        server_momentum=cfg.server_momentum,
     )  # fmt: skip
     out = workdir / "run"
     label = "federated (Flower)"
@@ -274,7 +276,11 @@ def _run_federated_flower(
         up = time.perf_counter() - t0
         cli = dep.submit(out, cfg.rounds)
         done = 0
+        # Each of a round's seven stages waits at most the stage timeout (120 s by default).
+        deadline = time.monotonic() + 600 + (cfg.rounds + 1) * 7 * 130
         while cli.poll() is None:
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"the Flower run did not finish; see {out}/flwr-run.log")
             rounds_file = out / "rounds.jsonl"
             n = len(rounds_file.read_text().splitlines()) if rounds_file.exists() else 0
             if n != done:
@@ -285,8 +291,8 @@ def _run_federated_flower(
     result = read_result(out)
     rounds = [json.loads(x) for x in (out / "rounds.jsonl").read_text().splitlines()]
     tick(label, len(rounds), cfg.rounds)
-    std_file = np.load(out / "standardizer.npz")
-    std = Standardizer(mean=std_file["mean"], scale=std_file["scale"])
+    with np.load(out / "standardizer.npz") as std_file:
+        std = Standardizer(mean=std_file["mean"], scale=std_file["scale"])
     model = build_model(cfg.model, test.n_features, len(test.classes), hidden=cfg.hidden,
                         l2=cfg.l2, seed=cfg.seed)  # fmt: skip
     per_round = []
@@ -303,7 +309,9 @@ def _run_federated_flower(
     metrics["privacy"] = cfg.privacy
     metrics["per_round"] = per_round
     metrics["incidents"] = result["incidents"]
-    metrics["reputation"] = {"scores": result["reputation"], "quarantined": {}}
+    metrics["reputation"] = {"scores": result["reputation"],
+                             "threshold": result["reputation_threshold"],
+                             "quarantined": result["quarantined"]}  # fmt: skip
     metrics["engine"] = {
         "name": "flower", "flwr": _flwr_version(), "members": len(shares),
         "superlink": f"127.0.0.1:{dep.port} (TLS, SuperNode authentication)",

@@ -6,24 +6,30 @@ ClientApp, started afresh for every message) hands each message's bytes to it ov
 socket only the member's account can open, and carries the replies back. The service meters
 every byte it lets out (the member's egress record) exactly as the embedded engine does.
 
-Frames: a 4-byte big-endian length, then a deterministic-CBOR map. Requests are
-``{"op": "hello"}``, ``{"op": "deliver", "payload": <message bytes>}`` and
-``{"op": "egress"}``; replies carry ``"replies"`` (message bytes), ``"member"``, ``"egress"``
-or ``"error"`` with ``"error_type"``.
+Frames: a 4-byte big-endian length, then one deterministic-CBOR map and nothing after it.
+Every request names the transport's ``run_id``. Requests are ``{"op": "hello", "nonce",
+"node_id"}`` (answered with ``"member"`` and a ``"signature"`` binding the node to the member
+for this run), ``{"op": "deliver", "payload": <message bytes>}`` (``"replies"``: message bytes)
+and ``{"op": "egress"}`` (``"egress"``: the member's egress record); any refusal is
+``"error"`` with ``"error_type"``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import socket
 import socketserver
+import stat
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cbor2
+import numpy as np
 
 from guardians import codec
 from guardians.crypto.hashing import frame_all
@@ -33,6 +39,8 @@ from guardians.errors import GuardiansError, RemoteProtocolError
 from guardians.node.member import MemberNode
 
 MAX_FRAME = codec.MAX_MESSAGE_BYTES + 4096
+# sockaddr_un.sun_path holds 108 bytes, terminator included.
+MAX_SOCKET_PATH = 107
 BINDING_CONTEXT = b"guardians/node-binding"
 NONCE_BYTES = 32
 
@@ -63,10 +71,14 @@ def read_frame(sock: socket.socket) -> dict[str, Any]:
     (n,) = _LEN.unpack(_read_exact(sock, _LEN.size))
     if n > MAX_FRAME:
         raise ServiceError(f"frame of {n} bytes exceeds the {MAX_FRAME}-byte limit")
+    data = _read_exact(sock, n)
+    stream = io.BytesIO(data)
     try:
-        obj = cbor2.loads(_read_exact(sock, n))
+        obj = cbor2.CBORDecoder(stream).decode()
     except (cbor2.CBORDecodeError, ValueError) as exc:
         raise ServiceError(f"malformed frame: {exc}") from None
+    if stream.tell() != n:
+        raise ServiceError(f"malformed frame: {n - stream.tell()} bytes after the map")
     if not isinstance(obj, dict):
         raise ServiceError("malformed frame: expected a map")
     return obj
@@ -77,58 +89,103 @@ def write_frame(sock: socket.socket, obj: dict[str, Any]) -> None:
     sock.sendall(_LEN.pack(len(data)) + data)
 
 
-class MemberService:
-    """The sans-socket core: one request in, one response out."""
+def session_name(consortium: str, genesis: str, run_id: int) -> str:
+    """The name every transcript of one run is bound to: the consortium, the digest of the
+    genesis both sides hold, and the transport's run. Messages of another run, or from a
+    party holding a different genesis, fail every signature and MAC check."""
+    return f"{consortium}/{genesis[:16]}/run-{run_id}"
 
-    def __init__(self, node: MemberNode, meter: EgressMeter | None = None) -> None:
-        self.node = node
+
+NodeFactory = Callable[[str], MemberNode]
+
+
+class MemberService:
+    """The sans-socket core: one request in, one response out.
+
+    ``factory(session)`` builds the member's node for one run: a ``hello`` naming a run the
+    service is not in starts a fresh session (round numbers, keys and round state begin anew,
+    bound to that run's name), and messages of any other run are refused. Every response is
+    metered as the member's egress, whatever it carries."""
+
+    def __init__(
+        self, member: str, records: np.ndarray, factory: NodeFactory, consortium: str,
+        genesis: str, meter: EgressMeter | None = None,
+    ) -> None:  # fmt: skip
+        self.member = member
+        self.factory = factory
+        self.consortium = consortium
+        self.genesis = genesis
+        self.run_id: int | None = None
+        self.node: MemberNode | None = None
         self.meter = meter or EgressMeter()
-        self.meter.register_boundary(node.id, node.records)
+        self.meter.register_boundary(member, records)
         # One message at a time: the member's state machines are not re-entrant.
         self._lock = threading.Lock()
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            response = self._handle(request)
+            # Deliver replies were metered message by message; everything else the member
+            # lets out (its signed hello, error texts, its egress record) is metered here.
+            if "error" in response or request.get("op") != "deliver":
+                kind = "service/" + ("error" if "error" in response else str(request.get("op")))
+                self.meter.record(self.member, COORDINATOR, kind,
+                                  cbor2.dumps(response, canonical=True))  # fmt: skip
+            return response
+
+    def _session(self, run_id: int) -> MemberNode:
+        if run_id != self.run_id or self.node is None:
+            self.node = self.factory(session_name(self.consortium, self.genesis, run_id))
+            self.run_id = run_id
+        return self.node
+
+    def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
+        run_id = request.get("run_id")
+        if op not in ("hello", "deliver", "egress"):
+            return _error(f"unknown operation {op!r}")
+        if not isinstance(run_id, int) or not 0 <= run_id < 2**64:
+            return _error(f"{op} needs the transport's run id")
+        if op == "egress":
+            return {"egress": self.meter.summary()}
         if op == "hello":
             # The coordinator's fresh nonce and the transport's node id, signed: binds this
             # node to the member's identity key, so no other node can pose as this member.
             nonce, node_id = request.get("nonce"), request.get("node_id")
             if not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
-                return {"error": f"hello needs a {NONCE_BYTES}-byte nonce",
-                        "error_type": "ServiceError"}  # fmt: skip
+                return _error(f"hello needs a {NONCE_BYTES}-byte nonce")
             if not isinstance(node_id, int) or not 0 <= node_id < 2**64:
-                return {
-                    "error": "hello needs the transport's node id",
-                    "error_type": "ServiceError",
-                }
-            if self.node.identity is None:
-                return {"error": "this member has no identity key", "error_type": "ServiceError"}
-            payload = binding_payload(self.node.consortium, self.node.id, node_id, nonce)
-            return {"member": self.node.id,
-                    "signature": self.node.identity.sign(payload, BINDING_CONTEXT)}  # fmt: skip
-        if op == "egress":
-            with self._lock:
-                return {"egress": self.meter.summary()}
-        if op != "deliver":
-            return {"error": f"unknown operation {op!r}", "error_type": "ServiceError"}
+                return _error("hello needs the transport's node id")
+            node = self._session(run_id)
+            if node.identity is None:
+                return _error("this member has no identity key")
+            payload = binding_payload(node.consortium, self.member, node_id, nonce)
+            return {"member": self.member,
+                    "signature": node.identity.sign(payload, BINDING_CONTEXT)}  # fmt: skip
+        if run_id != self.run_id or self.node is None:
+            return _error(f"a message of run {run_id}, but this member is in run {self.run_id}")
         payload = request.get("payload")
         if not isinstance(payload, bytes):
-            return {"error": "deliver needs a bytes payload", "error_type": "ServiceError"}
-        with self._lock:
-            try:
-                msg = codec.decode(payload)
-                self.meter.record(COORDINATOR, self.node.id, msg.KIND, payload,
-                                  classes=codec.classify(msg, len(payload)))  # fmt: skip
-                replies = self.node.handle(msg)
-            except RemoteProtocolError as exc:
-                return {"error": str(exc), "error_type": type(exc).__name__}
-            out = []
-            for r in replies:
-                data = codec.encode(r)
-                self.meter.record(self.node.id, COORDINATOR, r.KIND, data,
-                                  classes=codec.classify(r, len(data)))  # fmt: skip
-                out.append(data)
+            return _error("deliver needs a bytes payload")
+        node = self.node
+        try:
+            msg = codec.decode(payload)
+            self.meter.record(COORDINATOR, self.member, msg.KIND, payload,
+                              classes=codec.classify(msg, len(payload)))  # fmt: skip
+            replies = node.handle(msg)
+        except RemoteProtocolError as exc:
+            return {"error": str(exc), "error_type": type(exc).__name__}
+        out = []
+        for r in replies:
+            data = codec.encode(r)
+            self.meter.record(self.member, COORDINATOR, r.KIND, data,
+                              classes=codec.classify(r, len(data)))  # fmt: skip
+            out.append(data)
         return {"replies": out}
+
+
+def _error(why: str) -> dict[str, Any]:
+    return {"error": why, "error_type": "ServiceError"}
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -155,18 +212,47 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         super().__init__(path, _Handler)
 
 
-def serve(service: MemberService, path: str | Path) -> _Server:
-    """Bind the member's socket (mode 0600) and return the server; call ``serve_forever``."""
+def serve(service: MemberService, path: str | Path, group: str | None = None) -> _Server:
+    """Bind the member's socket (mode 0600; 0660 for ``group``, the account its SuperNode
+    runs under) and return the server; call ``serve_forever``."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    if p.exists() or p.is_symlink():
-        p.unlink()
-    old = os.umask(0o177)
+    if len(str(p).encode()) > MAX_SOCKET_PATH:
+        raise ServiceError(f"socket path {p} is too long for a Unix socket (at most "
+                           f"{MAX_SOCKET_PATH} bytes)")  # fmt: skip
     try:
-        server = _Server(str(p), service)
-    finally:
-        os.umask(old)
-    return server
+        p.parent.mkdir(parents=True, exist_ok=True)
+        st = p.lstat() if p.exists() or p.is_symlink() else None
+        if st is not None:
+            # Only a stale socket is replaced: never a file, and never a live service.
+            if not stat.S_ISSOCK(st.st_mode):
+                raise ServiceError(f"{p} exists and is not a socket; refusing to replace it")
+            try:
+                call(p, {"op": "egress", "run_id": 0}, timeout=2.0)
+            except ServiceError:
+                p.unlink()
+            else:
+                raise ServiceError(f"a member service is already listening on {p}")
+        gid = _group_id(group) if group is not None else None
+        old = os.umask(0o177)
+        try:
+            server = _Server(str(p), service)
+        finally:
+            os.umask(old)
+        if gid is not None:
+            os.chown(p, -1, gid)
+            os.chmod(p, 0o660)
+        return server
+    except OSError as exc:
+        raise ServiceError(f"cannot listen on {p}: {exc.strerror or exc}") from None
+
+
+def _group_id(group: str) -> int:
+    import grp
+
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ServiceError(f"no such group {group!r}") from None
 
 
 def call(path: str | Path, request: dict[str, Any], timeout: float = 600.0) -> dict[str, Any]:
@@ -177,5 +263,8 @@ def call(path: str | Path, request: dict[str, Any], timeout: float = 600.0) -> d
             sock.connect(str(path))
         except OSError as exc:
             raise ServiceError(f"member service at {path} unreachable: {exc}") from None
-        write_frame(sock, request)
-        return read_frame(sock)
+        try:
+            write_frame(sock, request)
+            return read_frame(sock)
+        except OSError as exc:  # includes timeouts
+            raise ServiceError(f"member service at {path} failed to answer: {exc}") from None

@@ -10,6 +10,7 @@ coordinator needs only the genesis. Every loader refuses a malformed file with a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import secrets
@@ -25,6 +26,7 @@ from guardians.errors import ConfigError
 from guardians.learning.data import Dataset
 from guardians.learning.models import MLP, build_model
 from guardians.learning.train import TrainConfig
+from guardians.node.coordinator import PRIVACY_METHODS
 
 IDENTITY_SEED_BYTES = 64
 
@@ -44,21 +46,62 @@ class ConsortiumConfig:
     privacy: str = "secagg"
     norm_bound: float | None = 2.0
     rule: str = "fedavg"
+    assumed_malicious: int = 0
     server_momentum: float = 0.9
     min_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        if len(set(self.members)) != len(self.members) or not self.members:
-            raise ConfigError("consortium: members must be distinct and at least one")
-        missing = [m for m in self.members if m not in self.directory]
-        if missing:
-            raise ConfigError(f"consortium: no identity key for {missing}")
+        # Every party reads this file to decide what it will accept: check it whole, and fail
+        # closed (a typo in `privacy` must not turn a member's secure-only policy off).
+        def need(ok: bool, why: str) -> None:
+            if not ok:
+                raise ConfigError(f"consortium: {why}")
+
+        need(isinstance(self.name, str) and bool(self.name), "name must be a non-empty string")
+        need(isinstance(self.members, tuple) and all(isinstance(m, str) and m
+                                                     for m in self.members),
+             "members must be a list of member ids")  # fmt: skip
+        need(len(set(self.members)) == len(self.members) and bool(self.members),
+             "members must be distinct and at least one")  # fmt: skip
+        need(isinstance(self.directory, dict), "directory must map members to keys")
+        need(set(self.directory) == set(self.members),
+             f"directory must name exactly the members (extra: "
+             f"{sorted(set(self.directory) - set(self.members))}, missing: "
+             f"{sorted(set(self.members) - set(self.directory))})")  # fmt: skip
         for m, key in self.directory.items():
             try:
                 VerifyKey(bytes.fromhex(key))
-            except (ValueError, CryptoError) as exc:
+            except (ValueError, TypeError, CryptoError) as exc:
                 raise ConfigError(f"consortium: identity key of {m!r} is unusable: {exc}") from None
+        for name in ("n_features", "n_classes", "seed", "assumed_malicious"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                 f"{name} must be a non-negative integer, got {v!r}")  # fmt: skip
+        need(self.n_features >= 1 and self.n_classes >= 2, "need n_features ≥ 1, n_classes ≥ 2")
+        need(isinstance(self.hidden, tuple) and all(isinstance(h, int) and h > 0
+                                                    for h in self.hidden),
+             f"hidden must be a list of positive layer widths, got {self.hidden!r}")  # fmt: skip
+        need(self.privacy in PRIVACY_METHODS,
+             f"privacy must be one of {PRIVACY_METHODS}, got {self.privacy!r}")  # fmt: skip
+        need(self.norm_bound is None or (isinstance(self.norm_bound, int | float)
+                                         and self.norm_bound > 0),
+             f"norm_bound must be positive or null, got {self.norm_bound!r}")  # fmt: skip
+        need(isinstance(self.rule, str), "rule must be a string")
+        need(self.norm_bound is None or self.privacy == "secagg" or "norm-bound" in self.rule,
+             "norm_bound is enforced by contribution proofs (privacy secagg) or by a "
+             "norm-bound rule")  # fmt: skip
+        for name in ("l2", "server_momentum", "min_fraction"):
+            need(isinstance(getattr(self, name), int | float), f"{name} must be a number")
+        need(0 < self.min_fraction <= 1, f"min_fraction must be in (0, 1], got {self.min_fraction}")
+        need(isinstance(self.train, dict), "train must be a map of training settings")
         self.train_config()  # refuse bad training settings now, not at round 1
+
+    def digest(self) -> str:
+        """SHA-256 of the genesis as every party reads it (sorted-key JSON): bound into every
+        run's transcripts, so parties holding different genesis files cannot take part
+        together."""
+        canon = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(b"guardians/v1/genesis\n" + canon.encode()).hexdigest()
 
     def verify_keys(self) -> dict[str, VerifyKey]:
         return {m: VerifyKey(bytes.fromhex(k)) for m, k in self.directory.items()}
@@ -92,11 +135,15 @@ class ConsortiumConfig:
         if unknown:
             raise ConfigError(f"{p}: unknown fields {sorted(unknown)}")
         try:
-            raw["members"] = tuple(raw["members"])
-            raw["hidden"] = tuple(raw.get("hidden", (64, 32)))
+            if isinstance(raw.get("members"), list):
+                raw["members"] = tuple(raw["members"])
+            if isinstance(raw.get("hidden", ()), list):
+                raw["hidden"] = tuple(raw["hidden"])
             return cls(**raw)
-        except (KeyError, TypeError) as exc:
+        except TypeError as exc:
             raise ConfigError(f"{p}: missing or mistyped field: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc}") from None
 
 
 def new_identity_seed() -> bytes:
@@ -107,7 +154,11 @@ def write_secret(path: str | Path, data: bytes) -> None:
     """Write a secret file readable by its owner only (created 0600, never world-readable)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A new file only, never through a symlink: an existing file may have other owners.
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{p} already exists; refusing to overwrite a secret") from None
     with os.fdopen(fd, "wb") as f:
         f.write(data)
 
@@ -125,9 +176,17 @@ def load_identity(path: str | Path) -> SigningKey:
 
 
 def save_records(path: str | Path, data: Dataset) -> None:
-    """A member's records as a numpy archive (no pickled objects)."""
+    """A member's records as a numpy archive (no pickled objects), readable by its owner only."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        _savez(f, data)
+
+
+def _savez(f: Any, data: Dataset) -> None:
     np.savez(
-        path, name=np.array(data.name), X=data.X, y=data.y, classes=np.array(data.classes),
+        f, name=np.array(data.name), X=data.X, y=data.y, classes=np.array(data.classes),
         feature_names=np.array(data.feature_names), groups=data.groups.astype(str),
         kinds=data.kinds.astype(str), positive_groups=np.array(data.positive_groups, dtype=str),
     )  # fmt: skip

@@ -14,6 +14,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from guardians.engine.flower.mod import guardians_mod
 from guardians.engine.flower.workflow import run_consortium
+from guardians.errors import ConfigError
 
 server_app = ServerApp()
 
@@ -28,8 +29,16 @@ def main(grid: Grid, context: Context) -> None:
         rounds=int(rc.get("rounds", 3)),
         stage_timeout=float(rc.get("stage-timeout", 120.0)),
         join_timeout=float(rc.get("join-timeout", 300.0)),
-        ledger=bool(rc.get("ledger", True)),
+        ledger=_flag(rc.get("ledger", True)),
     )
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ConfigError(f"run config 'ledger' must be true or false, got {value!r}")
 
 
 client_app = ClientApp(mods=[guardians_mod])

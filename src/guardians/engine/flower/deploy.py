@@ -38,13 +38,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from guardians.engine.member_service import MAX_SOCKET_PATH
 from guardians.errors import ConfigError, GuardiansError
 from guardians.node.deployment import ConsortiumConfig, member_dir, write_secret
 
 APP_DIR = Path(__file__).with_name("flower_app")
 CONNECTION = "guardians"
-# sockaddr_un.sun_path holds 108 bytes, terminator included.
-MAX_SOCKET_PATH = 107
 
 
 class DeploymentError(GuardiansError):
@@ -169,7 +168,7 @@ class LocalDeployment:
         logs.mkdir(parents=True, exist_ok=True)
         (self.flower / "homes" / home).mkdir(parents=True, exist_ok=True)
         log = logs / f"{name}.log"
-        with log.open("ab") as f:
+        with log.open("wb") as f:  # a fresh log per start: readiness is read from it
             popen = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=self.env(home),
                                      cwd=self.flower, start_new_session=True)  # fmt: skip
         proc = Proc(name, popen, log)
@@ -201,6 +200,10 @@ class LocalDeployment:
         )
 
     def start_superlink(self, timeout: float = 60.0) -> None:
+        # A fresh SuperLink state: registrations and sessions of an earlier start would make
+        # registering again fail, and a crashed SuperNode's old session block its return.
+        for old in self.flower.glob("superlink.db*"):
+            old.unlink()
         self._spawn("superlink", [
             _bin("flower-superlink"),
             "--ssl-ca-certfile", str(self.tls / "ca.crt"),
@@ -226,8 +229,13 @@ class LocalDeployment:
                               f"{self.procs['superlink'].tail()}")  # fmt: skip
 
     def flwr(self, *args: str, timeout: float = 120.0) -> str:
-        proc = subprocess.run([_bin("flwr"), *args], env=self.env("cli"), cwd=self.flower,
-                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        try:
+            proc = subprocess.run([_bin("flwr"), *args], env=self.env("cli"), cwd=self.flower,
+                                  capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise DeploymentError(
+                f"flwr {' '.join(args)} did not finish in {timeout:.0f} s"
+            ) from None
         if proc.returncode != 0:
             raise DeploymentError(f"flwr {' '.join(args)} failed ({proc.returncode}):\n"
                                   f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")  # fmt: skip
@@ -308,13 +316,15 @@ class LocalDeployment:
         settings = {"consortium": str(self.root / "consortium.json"), "out": str(out),
                     "rounds": rounds, **config}  # fmt: skip
         run_config = " ".join(f"{k}={json.dumps(v)}" for k, v in settings.items())
-        log = (out / "flwr-run.log").open("w")
-        return subprocess.Popen(
-            [_bin("flwr"), "run", str(APP_DIR), CONNECTION, "--run-config", run_config,
-             "--stream"],
-            env=self.env("cli"), cwd=self.flower, stdout=log, stderr=subprocess.STDOUT,
-            text=True,
-        )  # fmt: skip
+        with (out / "flwr-run.log").open("w") as log:
+            cli = subprocess.Popen(
+                [_bin("flwr"), "run", str(APP_DIR), CONNECTION, "--run-config", run_config,
+                 "--stream"],
+                env=self.env("cli"), cwd=self.flower, stdout=log, stderr=subprocess.STDOUT,
+                text=True, start_new_session=True,
+            )  # fmt: skip
+        self.procs[f"flwr-run-{len(self.procs)}"] = Proc("flwr run", cli, out / "flwr-run.log")
+        return cli
 
     def run(self, out: Path, rounds: int, timeout: float = 3600.0, **config: Any) -> dict[str, Any]:
         """Run ``rounds`` rounds to completion; the coordinator's ``result.json``."""
@@ -322,12 +332,13 @@ class LocalDeployment:
         try:
             cli.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            cli.kill()
+            self.stop()  # the ServerApp goes down with the SuperLink
             raise DeploymentError(f"run did not finish in {timeout:.0f} s") from None
         return read_result(Path(out))
 
     def kill_member(self, member: str) -> None:
-        """SIGKILL the member's SuperNode with everything it started (a crashed machine)."""
+        """SIGKILL the member's SuperNode with everything it started (its SuperExec, any
+        ClientApp): to the consortium, the member is gone mid-round. Its node lives on."""
         proc = self.procs[f"{member}-supernode"]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.popen.pid, signal.SIGKILL)
@@ -338,16 +349,19 @@ class LocalDeployment:
         order = sorted(self.procs, key=lambda n: (not n.endswith("-supernode"), n == "superlink"))
         for name in order:
             proc = self.procs[name]
-            if proc.alive():
-                try:
-                    os.killpg(proc.popen.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    continue
-                try:
-                    proc.popen.wait(timeout=15)
-                except subprocess.TimeoutExpired:
+            # Even when the group's leader is gone, its children (a SuperExec, a ClientApp)
+            # may not be: signal the whole process group regardless.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGTERM)
+            try:
+                proc.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.popen.pid, signal.SIGKILL)
-                    proc.popen.wait()
+                proc.popen.wait()
+        for proc in self.procs.values():  # stragglers that ignored SIGTERM
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
 
     def __enter__(self) -> LocalDeployment:
         try:

@@ -15,12 +15,14 @@ from typing import Any
 import cbor2
 from flwr.app import ConfigRecord, Message, RecordDict
 
+from guardians.errors import GuardiansError
+
 RECORD = "guardians"
 VERSION = 1
 MESSAGE_TYPE = "train"
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(GuardiansError):
     """A Flower message that should carry a Guardians frame does not."""
 
 

@@ -1,7 +1,8 @@
 """The ClientApp side: a Flower mod that hands Guardians messages to the member's node.
 
 ``guardians_mod`` intercepts every Flower message carrying a Guardians envelope and forwards
-its frame, unread, to the member service named by the SuperNode's node config
+its frame, with the transport's run and node ids added, to the member service named by the
+SuperNode's node config
 (``guardians-socket``); the service's answer goes back as the reply. Any other message goes on
 to the app's own handlers, so an existing Flower app keeps working::
 
@@ -35,8 +36,11 @@ def guardians_mod(msg: Message, context: Context, call_next: ClientAppCallable) 
         return Message(envelope.pack(response), reply_to=msg)
     try:
         request = envelope.unpack(msg.content)
+        # What only the transport knows and the member must see: which run this is (a new run
+        # is a new session) and which node it answers from (the node it signs it runs on).
+        request["run_id"] = int(msg.metadata.run_id)
         if request.get("op") == "hello":
-            request["node_id"] = int(context.node_id)  # what the member signs it runs on
+            request["node_id"] = int(context.node_id)
         response = member_service.call(path, request)
     except (envelope.EnvelopeError, member_service.ServiceError) as exc:
         response = {"error": str(exc), "error_type": type(exc).__name__}

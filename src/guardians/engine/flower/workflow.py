@@ -21,6 +21,7 @@ absent, and the protocol's dropout recovery takes over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -72,6 +73,37 @@ def send_and_collect(
     return got
 
 
+HELLO_TTL = 60.0
+MAX_REMOTE_TEXT = 500  # what a member's error text may put on the ledger
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_REMOTE_TEXT else text[:MAX_REMOTE_TEXT] + "…"
+
+
+def _frame(reply: Message) -> dict[str, Any]:
+    """The member service's answer in a reply, or an EnvelopeError saying why there is none.
+    Everything in it comes from a party we do not trust: shapes are checked before use."""
+    if reply.has_error():
+        raise envelope.EnvelopeError(f"ClientApp failed: {reply.error.reason}")
+    frame = envelope.unpack(envelope.content_of(reply))
+    if "error" in frame:
+        why, kind = frame.get("error"), frame.get("error_type")
+        if not isinstance(why, str) or not isinstance(kind, str):
+            raise envelope.EnvelopeError("malformed error frame")
+        raise RemoteRefusal(kind, why)
+    return frame
+
+
+class RemoteRefusal(envelope.EnvelopeError):
+    """The member service answered with an error (a refusal, or a failure of its own)."""
+
+    def __init__(self, kind: str, why: str) -> None:
+        super().__init__(f"{kind}: {_clip(why)}")
+        self.kind = kind
+        self.why = _clip(why)
+
+
 class MembersMissingError(GuardiansError):
     """Not enough of the consortium's members answered on the Flower deployment."""
 
@@ -86,6 +118,7 @@ class NodeClaim:
 def discover(
     grid: Grid,
     config: ConsortiumConfig,
+    session: str,
     *,
     minimum: int,
     timeout: float,
@@ -107,34 +140,39 @@ def discover(
         nonces.update((n, secrets.token_bytes(member_service.NONCE_BYTES)) for n in fresh)
         msgs = [
             Message(envelope.pack({"op": "hello", "nonce": nonces[n]}), dst_node_id=n,
-                    message_type=envelope.MESSAGE_TYPE, group_id="hello")
+                    message_type=envelope.MESSAGE_TYPE, group_id="hello", ttl=HELLO_TTL)
             for n in fresh
         ]  # fmt: skip
         asked.update(fresh)
         left = max(1.0, deadline - time.monotonic())
-        for k, reply in send_and_collect(grid, msgs, min(left, 60.0)) if msgs else ():
+        answered: set[int] = set()
+        for k, reply in send_and_collect(grid, msgs, min(left, HELLO_TTL)) if msgs else ():
             node = fresh[k]
-            if reply.has_error():
-                asked.discard(node)  # e.g. its member service was not up yet: ask again
-                continue
+            answered.add(node)
             try:
-                hello = envelope.unpack(envelope.content_of(reply))
-            except envelope.EnvelopeError:
+                hello = _frame(reply)
+            except envelope.EnvelopeError as exc:
+                # A ClientApp that failed, or a member service not up yet: ask again later.
+                asked.discard(node)
+                log({"event": "node-not-ready", "node": node, "why": _clip(str(exc))})
                 continue
             member, sig = hello.get("member"), hello.get("signature")
             try:
-                if member not in expected or not isinstance(sig, bytes):
-                    raise SignatureError("no member identity and signature")
-                payload = member_service.binding_payload(config.name, member, node, nonces[node])
+                if not isinstance(member, str) or member not in expected:
+                    raise SignatureError(f"claims to be {_clip(repr(member))}, not a member")
+                if not isinstance(sig, bytes):
+                    raise SignatureError("no signature binding the node to the member")
+                payload = member_service.binding_payload(session, member, node, nonces[node])
                 keys[member].verify(sig, payload, member_service.BINDING_CONTEXT)
             except CryptoError as exc:
-                log({"event": "unknown-node", "node": node, "claims": str(member), "why": str(exc)})
+                log({"event": "unknown-node", "node": node, "why": _clip(str(exc))})
                 continue
             if member in found and found[member] != node:
                 log({"event": "duplicate-member", "member": member, "nodes": [found[member], node]})
                 continue
             found[member] = node
             log({"event": "member-online", "member": member, "node": node})
+        asked -= set(fresh) - answered  # no reply in time: ask again
         if len(found) == len(expected) or time.monotonic() >= deadline:
             break
         time.sleep(poll)
@@ -169,8 +207,11 @@ class FlowerFederation(Federation):
         self.progress({"event": "stage", "round": round, "stage": stage})
 
     def request(self, member: str, frame: dict[str, Any], group: str) -> Message:
+        # A stage's message expires with the stage: a late one must not reach the member
+        # after the round has moved on.
         return Message(envelope.pack(frame), dst_node_id=self.nodes[member],
-                       message_type=envelope.MESSAGE_TYPE, group_id=group)  # fmt: skip
+                       message_type=envelope.MESSAGE_TYPE, group_id=group,
+                       ttl=self.stage_timeout + 10.0)  # fmt: skip
 
     def exchange(self, round: int, stage: str, sends: Sequence[Send]) -> Replies:
         # Members that never came online have no node; nodes the SuperLink has marked offline
@@ -190,25 +231,26 @@ class FlowerFederation(Federation):
         for k, reply in replies:
             member = to[k]
             answered.add(member)
-            if reply.has_error():
-                self.incident(Incident(round, member, f"ClientApp failed: {reply.error.reason}",
-                                       kind="node-error"))  # fmt: skip
-                continue
             try:
-                frame = envelope.unpack(envelope.content_of(reply))
-            except envelope.EnvelopeError as exc:
-                self.incident(Incident(round, member, str(exc)))
-                continue
-            if "error" in frame:
-                who = COORDINATOR if frame.get("error_type") in _REFUSALS else member
+                frame = _frame(reply)
+            except RemoteRefusal as exc:
+                # A member refusing a coordinator message accuses the coordinator.
+                who = COORDINATOR if exc.kind in _REFUSALS else member
                 kind = "protocol-violation" if who == COORDINATOR else "node-error"
-                self.incident(Incident(round, who, f"{member}: {frame['error']}", kind=kind))
+                self.incident(Incident(round, who, f"{member}: {exc.why}", kind=kind))
                 continue
-            for data in frame.get("replies", []):
+            except envelope.EnvelopeError as exc:
+                self.incident(Incident(round, member, _clip(str(exc)), kind="node-error"))
+                continue
+            data = frame.get("replies")
+            if not isinstance(data, list) or not all(isinstance(d, bytes) for d in data):
+                self.incident(Incident(round, member, "malformed replies (not a list of bytes)"))
+                continue
+            for d in data:
                 try:
-                    out.append((member, codec.decode(data)))
+                    out.append((member, codec.decode(d)))
                 except RemoteProtocolError as exc:
-                    self.incident(Incident(round, member, str(exc)))
+                    self.incident(Incident(round, member, _clip(str(exc))))
         silent = sorted({s.to for s in sends} - answered)
         if silent:
             self.silent.setdefault(round, []).extend(silent)
@@ -217,20 +259,42 @@ class FlowerFederation(Federation):
 
     def egress(self) -> dict[str, Any]:
         """Each member's own egress record, as its member service metered it."""
-        members = list(self.nodes)
+        online = set(self.grid.get_node_ids())
+        members = [m for m, n in self.nodes.items() if n in online]
         msgs = [self.request(m, {"op": "egress"}, "egress") for m in members]
         out: dict[str, Any] = {}
         for k, reply in send_and_collect(self.grid, msgs, self.stage_timeout):
             member = members[k]
-            if reply.has_error():
-                continue
             try:
-                frame = envelope.unpack(envelope.content_of(reply))
-            except envelope.EnvelopeError:
+                record = _egress_record(member, _frame(reply).get("egress"))
+            except envelope.EnvelopeError as exc:
+                self.progress({"event": "no-egress-record", "member": member,
+                               "why": _clip(str(exc))})  # fmt: skip
                 continue
-            if isinstance(frame.get("egress"), dict):
-                out[member] = frame["egress"]
+            out[member] = record
         return out
+
+
+_EGRESS_FIELDS = {"records_held": int, "raw_records_out": int, "messages_out": int,
+                  "bytes_out": int, "bytes_in": int, "out_by_kind": dict,
+                  "out_by_protection": dict}  # fmt: skip
+
+
+def _egress_record(member: str, record: Any) -> dict[str, Any]:
+    """A member's own egress record, in the shape ``EgressMeter.summary`` gives, or an error."""
+    try:
+        mine = record["per_member"][member]
+        ok = all(isinstance(mine[k], t) for k, t in _EGRESS_FIELDS.items())
+        ok = ok and all(isinstance(c, str) and isinstance(n, int)
+                        for c, n in mine["out_by_protection"].items())  # fmt: skip
+        ok = ok and all(isinstance(c, str) and isinstance(v, dict)
+                        and all(isinstance(n, int) for n in v.values())
+                        for c, v in mine["out_by_kind"].items())  # fmt: skip
+    except (KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise envelope.EnvelopeError(f"{member}'s egress record is malformed")
+    return {"per_member": {member: mine}}
 
 
 def _round_json(result: RoundResult, fed: FlowerFederation) -> dict[str, Any]:
@@ -258,69 +322,91 @@ def run_consortium(
     ledger: bool = True,
 ) -> dict[str, Any]:
     """Coordinate ``rounds`` rounds of the consortium over ``grid``; write what happened to
-    ``out``: ``progress.jsonl`` (as it happens), ``rounds.jsonl``, ``params/round-NNN.npy``,
-    ``standardizer.npz``, ``egress.json``, ``ledger/`` and, last, ``result.json``."""
+    ``out`` (a new directory: a run never mixes with another's records): ``progress.jsonl``
+    (as it happens), ``rounds.jsonl``, ``params/round-NNN.npy``, ``standardizer.npz``,
+    ``egress.json``, ``ledger/`` and, last, ``result.json``.
+
+    Each run is a new session: members start their round state afresh, and every transcript
+    is bound to the run (``session_name``: consortium, genesis digest, Flower run id)."""
     cfg = ConsortiumConfig.load(consortium)
+    if not str(out):
+        raise ConfigError("run config 'out' is empty: name the run's output directory")
     out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} is not empty: each run writes to a new directory")
     (out / "params").mkdir(parents=True, exist_ok=True)
-    progress_file = (out / "progress.jsonl").open("a", buffering=1)
+    session = member_service.session_name(cfg.name, cfg.digest(), int(grid.run.run_id))
+    with contextlib.ExitStack() as stack:
+        progress_file = stack.enter_context((out / "progress.jsonl").open("a", buffering=1))
 
-    def progress(event: dict[str, Any]) -> None:
-        progress_file.write(json.dumps({"t": round(time.time(), 3), **event}) + "\n")
+        def progress(event: dict[str, Any]) -> None:
+            progress_file.write(json.dumps({"t": round(time.time(), 3), **event}) + "\n")
 
-    try:
-        minimum = max(3, int(np.ceil(cfg.min_fraction * len(cfg.members))))
-        if len(cfg.members) < minimum:
-            raise ConfigError(f"{consortium}: secure aggregation needs at least 3 members")
-        progress({"event": "waiting", "members": list(cfg.members)})
-        nodes = discover(grid, cfg, minimum=minimum, timeout=join_timeout, log=progress)
-        coord = CoordinatorNode(
-            cfg.members, cfg.new_model(), cfg.train_config(), np.random.default_rng(cfg.seed),
-            n_features=cfg.n_features, server_momentum=cfg.server_momentum,
-            privacy=cfg.privacy, directory=cfg.verify_keys(), consortium=cfg.name,
-            norm_bound=cfg.norm_bound if cfg.privacy == "secagg" else None, rule=cfg.rule,
-            min_fraction=cfg.min_fraction,
-        )  # fmt: skip
-        audit = None
-        if ledger:
-            ids = {m: k.raw for m, k in cfg.verify_keys().items()}
-            audit, _ = found_trail(out / "ledger", cfg.name, ids)
-        fed = FlowerFederation(coord, grid, nodes, audit=audit, stage_timeout=stage_timeout,
-                               progress=progress)  # fmt: skip
-        rounds_file = (out / "rounds.jsonl").open("a", buffering=1)
-
-        def on_round(result: RoundResult) -> None:
-            np.save(out / "params" / f"round-{result.round:03d}.npy", result.params)
-            rec = _round_json(result, fed)
-            rounds_file.write(json.dumps(rec) + "\n")
-            progress({"event": "round", **rec})
-
-        fed.run(rounds, on_round=on_round)
-        rounds_file.close()
-        assert coord.standardizer is not None
-        np.savez(out / "standardizer.npz", mean=coord.standardizer.mean,
-                 scale=coord.standardizer.scale)  # fmt: skip
-        egress = fed.egress()
-        (out / "egress.json").write_text(json.dumps(egress, indent=2) + "\n")
-        if audit is not None:
-            audit.close()
-        result = {
-            "consortium": cfg.name,
-            "rounds": len(fed.run_record.rounds),
-            "nodes": nodes,
-            "incidents": [
-                {"round": i.round, "member": i.member, "kind": i.kind, "error": i.error}
-                for i in fed.run_record.incidents
-            ],
-            "reputation": {m: coord.reputation.score(m) for m in cfg.members},
-            "model_sha256": model_hash(coord.params).hex(),
-            "wait_s": sum(v for (_, _, k), v in fed.compute.items() if k.startswith("wait:")),
-        }
-        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        try:
+            result = _coordinate(grid, cfg, session, out, rounds, stage_timeout, join_timeout,
+                                 ledger, progress, stack)  # fmt: skip
+        except Exception as exc:
+            progress({"event": "failed", "error": f"{type(exc).__name__}: {exc}"})
+            raise
         progress({"event": "done"})
         return result
-    except Exception as exc:
-        progress({"event": "failed", "error": f"{type(exc).__name__}: {exc}"})
-        raise
-    finally:
-        progress_file.close()
+
+
+def _coordinate(
+    grid: Grid, cfg: ConsortiumConfig, session: str, out: Path, rounds: int,
+    stage_timeout: float, join_timeout: float, ledger: bool,
+    progress: Callable[[dict[str, Any]], None], stack: contextlib.ExitStack,
+) -> dict[str, Any]:  # fmt: skip
+    minimum = max(1, int(np.ceil(cfg.min_fraction * len(cfg.members))))
+    if cfg.privacy == "secagg":
+        minimum = max(3, minimum)
+        if len(cfg.members) < 3:
+            raise ConfigError("secure aggregation needs at least 3 members")
+    progress({"event": "waiting", "members": list(cfg.members), "session": session})
+    nodes = discover(grid, cfg, session, minimum=minimum, timeout=join_timeout, log=progress)
+    coord = CoordinatorNode(
+        cfg.members, cfg.new_model(), cfg.train_config(), np.random.default_rng(cfg.seed),
+        n_features=cfg.n_features, server_momentum=cfg.server_momentum,
+        privacy=cfg.privacy, directory=cfg.verify_keys(), consortium=session,
+        norm_bound=cfg.norm_bound, rule=cfg.rule, assumed_malicious=cfg.assumed_malicious,
+        min_fraction=cfg.min_fraction,
+    )  # fmt: skip
+    audit = None
+    if ledger:
+        ids = {m: k.raw for m, k in cfg.verify_keys().items()}
+        audit, _ = found_trail(out / "ledger", cfg.name, ids)
+        stack.callback(audit.close)
+    fed = FlowerFederation(coord, grid, nodes, audit=audit, stage_timeout=stage_timeout,
+                           progress=progress)  # fmt: skip
+    rounds_file = stack.enter_context((out / "rounds.jsonl").open("a", buffering=1))
+
+    def on_round(result: RoundResult) -> None:
+        np.save(out / "params" / f"round-{result.round:03d}.npy", result.params)
+        rec = _round_json(result, fed)
+        rounds_file.write(json.dumps(rec) + "\n")
+        progress({"event": "round", **rec})
+
+    fed.run(rounds, on_round=on_round)
+    if coord.standardizer is not None:
+        np.savez(out / "standardizer.npz", mean=coord.standardizer.mean,
+                 scale=coord.standardizer.scale)  # fmt: skip
+    egress = fed.egress()
+    (out / "egress.json").write_text(json.dumps(egress, indent=2) + "\n")
+    result = {
+        "consortium": cfg.name,
+        "session": session,
+        "genesis_sha256": cfg.digest(),
+        "rounds": len(fed.run_record.rounds),
+        "nodes": nodes,
+        "incidents": [
+            {"round": i.round, "member": i.member, "kind": i.kind, "error": i.error}
+            for i in fed.run_record.incidents
+        ],
+        "reputation": {m: coord.reputation.score(m) for m in cfg.members},
+        "reputation_threshold": coord.reputation.threshold,
+        "quarantined": dict(coord.reputation.quarantined),
+        "model_sha256": model_hash(coord.params).hex(),
+        "wait_s": sum(v for (_, _, k), v in fed.compute.items() if k.startswith("wait:")),
+    }
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
