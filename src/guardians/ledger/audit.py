@@ -56,7 +56,7 @@ class AuditReport:
         }
 
 
-def _load_trust(
+def load_trust(
     path: Path,
 ) -> tuple[str, NoteVerifier, list[CosignerKey], int, dict[str, str] | None]:
     t = json.loads(path.read_text())
@@ -102,7 +102,7 @@ def verify_log_dir(
         return report
     trust_path = Path(trust)
     try:
-        origin, log_key, witnesses, quorum, declared_anchor = _load_trust(trust_path)
+        origin, log_key, witnesses, quorum, declared_anchor = load_trust(trust_path)
     except (OSError, ValueError, KeyError, TypeError, binascii.Error, GuardiansError) as exc:
         report.add("trust configuration", False, f"{trust_path}: {exc}")
         return report

@@ -31,7 +31,7 @@ from typing import Any
 
 from guardians import codec
 from guardians.errors import GuardiansError
-from guardians.ledger.audit import _load_trust
+from guardians.ledger.audit import load_trust
 from guardians.ledger.checkpoint import Checkpoint, accept_checkpoint
 from guardians.ledger.entries import (
     Incident,
@@ -115,7 +115,7 @@ class _Trust:
 def _read_trust(path: Path) -> _Trust:
     # The ledger's own parser, so the portal and `guardians audit verify` agree on the keys;
     # the raw file adds the member each witness belongs to.
-    origin, log_key, witnesses, quorum, anchor = _load_trust(path)
+    origin, log_key, witnesses, quorum, anchor = load_trust(path)
     raw = json.loads(path.read_text())
     members = {w["name"]: str(w.get("member", w["name"])) for w in raw["witnesses"]}
     return _Trust(path, origin, log_key, witnesses, quorum, anchor, members)

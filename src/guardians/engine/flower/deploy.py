@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from guardians.engine.flower.workflow import RUN_FILES
 from guardians.engine.member_service import MAX_SOCKET_PATH
 from guardians.errors import ConfigError, GuardiansError
 from guardians.node.deployment import ConsortiumConfig, member_dir, write_secret
@@ -312,6 +313,10 @@ class LocalDeployment:
         """Start a run of the shipped Flower App (``flwr run``); returns the CLI process,
         which streams the run's log to ``out/flwr-run.log`` until the run ends."""
         out = Path(out).resolve()
+        used = [n for n in RUN_FILES if (out / n).exists()]
+        if used:
+            raise DeploymentError(f"{out} already holds a run ({', '.join(used)}); "
+                                  "give each run a new directory")  # fmt: skip
         out.mkdir(parents=True, exist_ok=True)
         settings = {"consortium": str(self.root / "consortium.json"), "out": str(out),
                     "rounds": rounds, **config}  # fmt: skip

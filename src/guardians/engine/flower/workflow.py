@@ -74,6 +74,9 @@ def send_and_collect(
 
 
 HELLO_TTL = 60.0
+# What a run writes to its output directory (the operator's flwr log may already be there).
+RUN_FILES = ("progress.jsonl", "rounds.jsonl", "params", "standardizer.npz", "egress.json",
+             "ledger", "result.json")  # fmt: skip
 MAX_REMOTE_TEXT = 500  # what a member's error text may put on the ledger
 
 
@@ -332,8 +335,10 @@ def run_consortium(
     if not str(out):
         raise ConfigError("run config 'out' is empty: name the run's output directory")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} is not empty: each run writes to a new directory")
+    used = [n for n in RUN_FILES if (out / n).exists()]
+    if used:
+        raise ConfigError(f"{out} already holds a run ({', '.join(used)}): each run writes "
+                          "to a new directory")  # fmt: skip
     (out / "params").mkdir(parents=True, exist_ok=True)
     session = member_service.session_name(cfg.name, cfg.digest(), int(grid.run.run_id))
     with contextlib.ExitStack() as stack:
