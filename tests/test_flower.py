@@ -145,6 +145,7 @@ def test_genesis_and_member_files_refuse_bad_input(consortium, tmp_path):
 def _service(
     consortium: Path, member: str = "member-01", identity: SigningKey | None = None
 ) -> member_service.MemberService:
+    """A member's node as `guardians member serve` builds it."""
     cfg = ConsortiumConfig.load(consortium / "consortium.json")
     d = member_dir(consortium, member)
     data = load_records(d / "records.npz")
@@ -153,7 +154,7 @@ def _service(
     def factory(session: str) -> MemberNode:
         return MemberNode(member, data, cfg.new_model(), np.random.default_rng(0),
                           identity=key, directory=cfg.verify_keys(), consortium=session,
-                          require_secure=True)  # fmt: skip
+                          require_secure=True, external_training=cfg.external)  # fmt: skip
 
     return member_service.MemberService(member, data.X, factory, cfg.name, cfg.digest())
 
@@ -257,8 +258,9 @@ class LoopbackGrid(Grid):
     ``guardians_mod`` into a real member service over its Unix socket. (The real SuperLink and
     SuperNodes run in ``test_flower_deployment_survives_a_killed_supernode``.)"""
 
-    def __init__(self, sockets: dict[int, Path], run_id: int) -> None:
+    def __init__(self, sockets: dict[int, Path], run_id: int, app: Any = None) -> None:
         self.sockets = sockets
+        self.app = app  # a whole ClientApp (its mods, then its handlers); else the mod alone
         self._run = SimpleNamespace(run_id=run_id)
         self.offline: set[int] = set()
         self.replies: dict[str, Message] = {}
@@ -279,16 +281,20 @@ class LoopbackGrid(Grid):
     def push_messages(self, messages: Any) -> list[str]:
         ids = []
         for m in messages:
-            m.metadata.__dict__["_message_id"] = m.object_id  # as Flower's HttpGrid does
+            mid = m.object_id
+            m.metadata.__dict__["_message_id"] = mid  # as Flower's HttpGrid does
             node = m.metadata.dst_node_id
             if node in self.sockets and node not in self.offline:
                 TaskIdentity.node_id = node
                 ctx = Context(run_id=self._run.run_id, node_id=node,
                               node_config={"guardians-socket": str(self.sockets[node])},
                               state=RecordDict(), run_config={})  # fmt: skip
-                self.replies[m.object_id] = guardians_mod(m, ctx, _no_app)
+                # (keyed by the id it was pushed under: a mod may replace the content)
+                self.replies[mid] = (
+                    self.app(m, ctx) if self.app is not None else guardians_mod(m, ctx, _no_app)
+                )
                 TaskIdentity.node_id = 1
-            ids.append(m.object_id)
+            ids.append(mid)
         return ids
 
     def pull_messages(self, message_ids: Any) -> list[Message]:
@@ -368,6 +374,127 @@ def test_runs_over_the_grid_contract_twice_with_the_same_member_nodes(
     with pytest.raises(ConfigError, match="already holds a run"):
         run_consortium(LoopbackGrid(services, run_id=71), consortium / "consortium.json",
                        tmp_path / "run2", rounds=1)  # fmt: skip
+
+
+def _softmax_app(
+    data_of: dict[int, Any],
+    mean: np.ndarray,
+    std: np.ndarray,
+    seen: list[dict],
+    spoil: dict[int, str],
+) -> Any:
+    """An existing Flower app: its own model (softmax regression in numpy), its own
+    preprocessing and `@app.train`, plus the one Guardians mod. ``spoil`` makes a node's train
+    function answer badly ("shape": arrays of the wrong shape, "count": no num-examples)."""
+    from flwr.app import Array, ArrayRecord, MetricRecord
+    from flwr.clientapp import ClientApp
+
+    app = ClientApp(mods=[guardians_mod])
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        w = msg.content["arrays"]["w"].numpy().copy()
+        b = msg.content["arrays"]["b"].numpy().copy()
+        conf = msg.content["config"]
+        seen.append(dict(conf))
+        d = data_of[context.node_id]
+        X, y = (d.X - mean) / std, d.y
+        for _ in range(int(conf["local-epochs"])):
+            z = X @ w + b
+            p = np.exp(z - z.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            p[np.arange(len(y)), y] -= 1
+            w -= float(conf["lr"]) * (X.T @ p) / len(y)
+            b -= float(conf["lr"]) * p.mean(axis=0)
+        how = spoil.get(context.node_id)
+        arrays = {"w": Array(w[:-1] if how == "shape" else w), "b": Array(b)}
+        metrics = {"train_loss": 0.5} if how == "count" else {"num-examples": len(y),
+                                                              "train_loss": 0.5}  # fmt: skip
+        reply = RecordDict({"arrays": ArrayRecord(arrays), "metrics": MetricRecord(metrics)})
+        return Message(reply, reply_to=msg)
+
+    return app
+
+
+def _run_app_consortium(split, tmp_path: Path, spoil: dict[int, str], rounds: int) -> dict:
+    import threading
+
+    tr = split.train
+    mean, std = tr.X.mean(axis=0), tr.X.std(axis=0) + 1e-6  # the app's own preprocessing
+    # Four members: with three, one dropping before its keys leaves a neighbourhood below
+    # the threshold and no sum can be released.
+    part = partition("iid", tr.y, tr.groups, 4, np.random.default_rng(1))
+    ids = MEMBERS
+    shares = {m: tr.subset(ix[:1500]) for m, ix in zip(ids, part.indices, strict=True)}
+    initial = {"w": np.zeros((tr.n_features, 2), np.float32), "b": np.zeros(2, np.float32)}
+    root = tmp_path / "x"
+    cfg = found_consortium(root, "app-consortium", shares, initial=initial,
+                           train={"epochs": 1, "batch_size": 64, "learning_rate": 0.5})  # fmt: skip
+    data_of = dict(zip((11, 12, 13, 14), shares.values(), strict=True))
+    seen: list[dict] = []
+    app = _softmax_app(data_of, mean, std, seen, spoil)
+    servers, sockets = [], {}
+    for node, m in zip((11, 12, 13, 14), ids, strict=True):
+        sockets[node] = tmp_path / f"a{node}.sock"
+        server = member_service.serve(_service(root, m), sockets[node])
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+        grid = LoopbackGrid(sockets, 70, app=app)
+        res = run_consortium(grid, root / "consortium.json", tmp_path / "run", rounds=rounds,
+                             stage_timeout=30, join_timeout=5)  # fmt: skip
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    rounds_rec = [
+        json.loads(x) for x in (tmp_path / "run" / "rounds.jsonl").read_text().splitlines()
+    ]
+    return {"cfg": cfg, "result": res, "rounds": rounds_rec, "seen": seen, "mean": mean,
+            "std": std}  # fmt: skip
+
+
+def test_an_existing_flower_app_trains_its_own_model_through_guardians(
+    split, tmp_path, flower_task
+):
+    """A Flower app with its own model and its own `@app.train` adds one mod; the genesis names
+    the app's arrays. Each member's update comes from the app's train function and leaves
+    only masked, with its norm proof; the aggregate is verified; the model learns."""
+    from guardians.node.deployment import unflatten
+
+    run = _run_app_consortium(split, tmp_path, {}, rounds=2)
+    cfg, res, seen = run["cfg"], run["result"], run["seen"]
+    f = split.train.n_features
+    assert cfg.external and cfg.layout == (("w", (f, 2)), ("b", (2,)))
+    assert res["rounds"] == 2 and not res["incidents"], res["incidents"]
+    assert all(r["verified"] and r["contributors"] == MEMBERS for r in run["rounds"])
+    assert len(seen) == 8 and seen[0]["server-round"] == 1 and seen[0]["local-epochs"] == 1
+    assert not (tmp_path / "run" / "standardizer.npz").exists()  # the app preprocesses itself
+    final = unflatten(cfg.layout, np.load(tmp_path / "run" / "params" / "round-002.npy"))
+    te = split.test
+    pred = ((te.X - run["mean"]) / run["std"] @ final["w"] + final["b"]).argmax(axis=1)
+    assert np.mean(pred == te.y) > 0.7
+    # The app saw the global arrays; only masked updates left the members.
+    egress = json.loads((tmp_path / "run" / "egress.json").read_text())
+    for m, e in egress.items():
+        kinds = e["per_member"][m]["out_by_kind"]
+        assert e["per_member"][m]["raw_records_out"] == 0 and "fl/update" not in kinds
+
+
+@pytest.mark.parametrize(("how", "why"), [("shape", "has shape"), ("count", "num-examples")])
+def test_an_app_answering_badly_is_an_incident_and_the_round_goes_on(
+    how, why, split, tmp_path, flower_task
+):
+    run = _run_app_consortium(split, tmp_path, {14: how}, rounds=1)
+    # The member's own node refused what its app produced, and said why; with no update to
+    # protect it then sat the round out. Both are its own failures, not the coordinator's.
+    incidents = run["result"]["incidents"]
+    assert [i["member"] for i in incidents] == ["member-04", "member-04"], incidents
+    texts = sorted(i["error"] for i in incidents)
+    assert any(why in t for t in texts) and any("did not complete" in t for t in texts), texts
+    assert all(i["kind"] == "node-error" for i in incidents)
+    (rnd,) = run["rounds"]
+    assert rnd["verified"] and rnd["contributors"] == MEMBERS[:3]
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,13 @@ def member_serve(
     ],
     member: Annotated[str, typer.Option(help="This member's id, as named in the genesis.")],
     key: Annotated[Path, typer.Option(help="This member's secret identity key file.")],
-    records: Annotated[Path, typer.Option(help="This member's records (.npz archive).")],
+    records: Annotated[
+        Path,
+        typer.Option(
+            help="This member's records (.npz archive): what it trains on, and what its "
+            "egress is scanned for (with an external model, the records the app trains on)."
+        ),
+    ],
     socket: Annotated[
         Path,
         typer.Option(
@@ -77,7 +83,7 @@ def member_serve(
         return MemberNode(
             member, data, cfg.new_model(), rng, identity=identity,
             directory=cfg.verify_keys(), consortium=session,
-            require_secure=cfg.privacy == "secagg",
+            require_secure=cfg.privacy == "secagg", external_training=cfg.external,
         )  # fmt: skip
 
     service = MemberService(member, data.X, new_node, cfg.name, cfg.digest())

@@ -141,7 +141,7 @@ class Federation:
         self._logged = len(self.run_record.incidents)
 
     def run(self, rounds: int, on_round: RoundCallback | None = None) -> FederationRun:
-        if self.coordinator.standardizer is None:
+        if self.coordinator.standardize and self.coordinator.standardizer is None:
             self.standardize()
         start = len(self.run_record.rounds) + 1
         for r in range(start, start + rounds):

@@ -35,7 +35,7 @@ from guardians import codec
 from guardians.crypto.hashing import frame_all
 from guardians.engine.egress import EgressMeter
 from guardians.engine.federation import COORDINATOR
-from guardians.errors import GuardiansError, RemoteProtocolError
+from guardians.errors import GuardiansError
 from guardians.node.member import MemberNode
 
 MAX_FRAME = codec.MAX_MESSAGE_BYTES + 4096
@@ -142,7 +142,7 @@ class MemberService:
     def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         run_id = request.get("run_id")
-        if op not in ("hello", "deliver", "egress"):
+        if op not in ("hello", "deliver", "egress", "trained"):
             return _error(f"unknown operation {op!r}")
         if not isinstance(run_id, int) or not 0 <= run_id < 2**64:
             return _error(f"{op} needs the transport's run id")
@@ -164,24 +164,61 @@ class MemberService:
                     "signature": node.identity.sign(payload, BINDING_CONTEXT)}  # fmt: skip
         if run_id != self.run_id or self.node is None:
             return _error(f"a message of run {run_id}, but this member is in run {self.run_id}")
+        if op == "trained":
+            return self._trained(request)
         payload = request.get("payload")
         if not isinstance(payload, bytes):
             return _error("deliver needs a bytes payload")
         node = self.node
+        before = node.awaiting
         try:
             msg = codec.decode(payload)
             self.meter.record(COORDINATOR, self.member, msg.KIND, payload,
                               classes=codec.classify(msg, len(payload)))  # fmt: skip
             replies = node.handle(msg)
-        except RemoteProtocolError as exc:
+        except GuardiansError as exc:  # a refusal (RemoteProtocolError) or our own failure
             return {"error": str(exc), "error_type": type(exc).__name__}
+        response: dict[str, Any] = {"replies": self._out(replies)}
+        if node.awaiting is not None and node.awaiting is not before:
+            # This instruction asks for a local update: the transport's app trains. It gets
+            # the instruction's parameters and settings (on the member's machine only) and
+            # answers with `trained`.
+            ev = node.awaiting
+            response["train"] = {
+                "round": ev.round, "params": ev.params.astype("<f4").tobytes(),
+                "layout": [[n, list(shape)] for n, shape in getattr(node.model, "layout", ())],
+                "config": {"epochs": ev.config.epochs, "batch_size": ev.config.batch_size,
+                           "learning_rate": ev.config.learning_rate,
+                           "optimizer": ev.config.optimizer, "proximal": ev.config.proximal},
+            }  # fmt: skip
+        return response
+
+    def _out(self, replies: list[Any]) -> list[bytes]:
         out = []
         for r in replies:
             data = codec.encode(r)
             self.meter.record(self.member, COORDINATOR, r.KIND, data,
                               classes=codec.classify(r, len(data)))  # fmt: skip
             out.append(data)
-        return {"replies": out}
+        return out
+
+    def _trained(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The app's trained parameters for the awaited round: the update goes out as if this
+        node had trained (masked, with its proof, under secure aggregation)."""
+        assert self.node is not None
+        rnd, params = request.get("round"), request.get("params")
+        samples, loss = request.get("samples"), request.get("loss")
+        if not isinstance(rnd, int) or not isinstance(params, bytes) or len(params) % 4:
+            return _error("trained needs a round and float32 parameters")
+        if not isinstance(samples, int) or not isinstance(loss, int | float):
+            return _error("trained needs an integer sample count and a loss")
+        try:
+            replies = self.node.take_external_update(
+                rnd, np.frombuffer(params, "<f4"), samples, float(loss)
+            )
+        except GuardiansError as exc:
+            return _error(str(exc))
+        return {"replies": self._out(replies)}
 
 
 def _error(why: str) -> dict[str, Any]:

@@ -59,6 +59,7 @@ class CoordinatorNode:
         monitor: UpdateMonitor | None = None,
         reputation: Reputation | None = None,
         quarantine: bool = True,
+        standardize: bool = True,
     ) -> None:
         """``norm_bound`` (secure aggregation only) makes every member prove ‖update‖₂ ≤ it in
         zero knowledge and every aggregate checkable against the members' commitments.
@@ -120,6 +121,8 @@ class CoordinatorNode:
         self.n_features = n_features
         self.params = model.get_params()
         self.standardizer: Standardizer | None = None
+        # Off for a model whose inputs the members prepare themselves (a Flower app's own).
+        self.standardize = standardize
         self.history: list[RoundResult] = []
         self.server_opt = ServerMomentum(server_momentum) if server_momentum else None
         self.monitor = monitor or UpdateMonitor()

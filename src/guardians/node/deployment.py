@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,11 @@ class ConsortiumConfig:
     assumed_malicious: int = 0
     server_momentum: float = 0.9
     min_fraction: float = 0.5
+    # model "external": a Flower app's own model, trained by its own train function. Its
+    # parameters are the named arrays of `layout` ([name, shape] pairs, in order), flattened;
+    # the initial values sit in `initial.npz` beside this file, pinned by `initial_sha256`.
+    layout: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    initial_sha256: str = ""
 
     def __post_init__(self) -> None:
         # Every party reads this file to decide what it will accept: check it whole, and fail
@@ -77,7 +84,17 @@ class ConsortiumConfig:
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                  f"{name} must be a non-negative integer, got {v!r}")  # fmt: skip
-        need(self.n_features >= 1 and self.n_classes >= 2, "need n_features ≥ 1, n_classes ≥ 2")
+        if self.model == "external":
+            names = [n for n, _ in self.layout]
+            need(bool(self.layout) and len(set(names)) == len(names)
+                 and all(isinstance(n, str) and n and all(isinstance(d, int) and d > 0
+                                                          for d in shape)
+                         for n, shape in self.layout),
+                 "an external model needs a layout of distinct [name, shape] pairs")  # fmt: skip
+            need(len(self.initial_sha256) == 64, "an external model needs initial_sha256")
+        else:
+            need(self.n_features >= 1 and self.n_classes >= 2,
+                 "need n_features ≥ 1 and n_classes ≥ 2")  # fmt: skip
         need(isinstance(self.hidden, tuple) and all(isinstance(h, int) and h > 0
                                                     for h in self.hidden),
              f"hidden must be a list of positive layer widths, got {self.hidden!r}")  # fmt: skip
@@ -112,9 +129,34 @@ class ConsortiumConfig:
         except TypeError as exc:
             raise ConfigError(f"consortium: bad train settings: {exc}") from None
 
-    def new_model(self) -> MLP:
+    @property
+    def external(self) -> bool:
+        return self.model == "external"
+
+    def new_model(self, initial: np.ndarray | None = None) -> MLP | ExternalModel:
+        """The consortium's model: a fresh MLP/logistic regression, or for an external model
+        its parameter vector (``initial``, else zeros: members only need its size)."""
+        if self.external:
+            return ExternalModel(self.layout, initial)
         return build_model(self.model, self.n_features, self.n_classes, hidden=self.hidden,
                            l2=self.l2, seed=self.seed)  # fmt: skip
+
+    def initial_params(self, genesis: str | Path) -> np.ndarray:
+        """An external model's initial parameters from ``initial.npz`` beside the genesis file,
+        checked against the digest the genesis pins."""
+        path = Path(genesis).with_name("initial.npz")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the initial model: {exc.strerror}") from None
+        if hashlib.sha256(data).hexdigest() != self.initial_sha256:
+            raise ConfigError(f"{path} does not match the genesis' initial_sha256")
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            try:
+                arrays = {n: z[n] for n, _ in self.layout}
+            except KeyError as exc:
+                raise ConfigError(f"{path}: no array {exc} of the layout") from None
+        return flatten(self.layout, arrays)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
@@ -139,11 +181,68 @@ class ConsortiumConfig:
                 raw["members"] = tuple(raw["members"])
             if isinstance(raw.get("hidden", ()), list):
                 raw["hidden"] = tuple(raw["hidden"])
+            if isinstance(raw.get("layout", ()), list):
+                raw["layout"] = tuple(
+                    (n, tuple(shape)) if isinstance(shape, list) else (n, shape)
+                    for n, shape in raw["layout"]
+                )
             return cls(**raw)
         except TypeError as exc:
             raise ConfigError(f"{p}: missing or mistyped field: {exc}") from None
         except ConfigError as exc:
             raise ConfigError(f"{p}: {exc}") from None
+
+
+Layout = tuple[tuple[str, tuple[int, ...]], ...]
+
+
+def flatten(layout: Layout, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Named arrays → one float32 vector, in layout order; shapes must match exactly."""
+    parts = []
+    for name, shape in layout:
+        if name not in arrays:
+            raise ConfigError(f"no array {name!r} (the layout names {[n for n, _ in layout]})")
+        a = np.asarray(arrays[name])
+        if a.shape != tuple(shape):
+            raise ConfigError(f"array {name!r} has shape {a.shape}, the layout says {shape}")
+        parts.append(a.astype(np.float32, copy=False).ravel())
+    extra = set(arrays) - {n for n, _ in layout}
+    if extra:
+        raise ConfigError(f"arrays not in the layout: {sorted(extra)}")
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def unflatten(layout: Layout, flat: np.ndarray) -> dict[str, np.ndarray]:
+    out, at = {}, 0
+    for name, shape in layout:
+        n = int(np.prod(shape))
+        out[name] = flat[at : at + n].reshape(shape)
+        at += n
+    if at != flat.size:
+        raise ConfigError(f"{flat.size} parameters, the layout holds {at}")
+    return out
+
+
+class ExternalModel:
+    """A Flower app's model as Guardians sees it: a flat parameter vector with a layout. It
+    is never trained here (the app's own train function does that)."""
+
+    def __init__(self, layout: Layout, initial: np.ndarray | None = None) -> None:
+        self.layout = layout
+        self.n_params = sum(int(np.prod(s)) for _, s in layout)
+        self._params = (np.zeros(self.n_params, np.float32) if initial is None
+                        else np.asarray(initial, np.float32).copy())  # fmt: skip
+        if self._params.shape != (self.n_params,):
+            raise ConfigError(f"initial parameters: {self._params.size}, layout: {self.n_params}")
+
+    def get_params(self) -> np.ndarray:
+        return self._params.copy()
+
+    def set_params(self, flat: np.ndarray) -> None:
+        flat = np.asarray(flat, np.float32)
+        if flat.shape != (self.n_params,):
+            raise ConfigError(f"{flat.size} parameters, the layout holds {self.n_params}")
+        self._params = flat.copy()
 
 
 def new_identity_seed() -> bytes:
@@ -216,7 +315,11 @@ def member_dir(root: str | Path, member: str) -> Path:
 
 
 def found_consortium(
-    root: str | Path, name: str, shares: dict[str, Dataset], **settings: Any
+    root: str | Path,
+    name: str,
+    shares: dict[str, Dataset],
+    initial: Mapping[str, np.ndarray] | None = None,
+    **settings: Any,
 ) -> ConsortiumConfig:
     """Lay out a new consortium under ``root``: each member's directory with a fresh secret
     identity key and its records, and the genesis naming every member's public key. (In a real
@@ -232,6 +335,13 @@ def found_consortium(
         write_secret(member_dir(root, m) / "identity.key", seed)
         save_records(member_dir(root, m) / "records.npz", data)
         directory[m] = SigningKey.from_seed(seed).verify_key.raw.hex()
+    if initial is not None:  # a Flower app's own model: its arrays, in the app's order
+        buf = io.BytesIO()
+        np.savez(buf, **{n: np.asarray(a, np.float32) for n, a in initial.items()})
+        (root / "initial.npz").write_bytes(buf.getvalue())
+        settings = {**settings, "model": "external",
+                    "layout": tuple((n, tuple(np.shape(a))) for n, a in initial.items()),
+                    "initial_sha256": hashlib.sha256(buf.getvalue()).hexdigest()}  # fmt: skip
     cfg = ConsortiumConfig(
         name=name, members=tuple(shares), directory=directory,
         n_features=any_share.n_features, n_classes=len(any_share.classes), **settings,

@@ -13,7 +13,7 @@ import numpy as np
 
 from guardians.codec import Message
 from guardians.crypto.sign import SigningKey, VerifyKey
-from guardians.errors import RemoteProtocolError
+from guardians.errors import LocalProtocolError, RemoteProtocolError
 from guardians.learning.data import Dataset
 from guardians.learning.models import Model
 from guardians.learning.preprocess import FeatureStats, Standardizer
@@ -54,8 +54,14 @@ class MemberNode:
         directory: Mapping[str, VerifyKey] | None = None,
         consortium: str = "guardians",
         require_secure: bool = False,
+        external_training: bool = False,
     ) -> None:
+        """``external_training``: the update comes from outside this node (a Flower app's own
+        train function, see :meth:`take_external_update`); the node then needs no
+        standardizer and sends no drift summaries."""
         self.id = member_id
+        self.external_training = external_training
+        self.awaiting: TrainingRequested | None = None
         self.identity = identity
         self.directory = directory or {}
         self.consortium = consortium
@@ -97,19 +103,18 @@ class MemberNode:
             self._Z = self.standardizer.transform(self.data.X)
             return []
         if isinstance(event, TrainingRequested):
+            if event.aggregation == "plain":
+                self._refuse_plain(event.round, "model update")
+            if self.external_training:
+                self.awaiting = event  # the transport trains and calls take_external_update
+                return []
             if self._Z is None:
                 raise RemoteProtocolError(
                     f"coordinator → {self.id}: training requested before standardization",
                     peer="coordinator",
                 )
-            if event.aggregation == "plain":
-                self._refuse_plain(event.round, "model update")
             delta, samples, loss = self.local_update(event)
-            self.last_loss = loss
-            if event.aggregation == "secagg":
-                self._pending = (event.round, delta, samples, FixedPoint())
-                return []  # the update leaves only masked, in the secure-aggregation stages
-            return [self.session.update(event.round, delta, samples, loss)]
+            return self._submit(event, delta, samples, loss)
         if isinstance(event, GlobalModelReceived):
             if event.round == self.distrusted_round:
                 raise RemoteProtocolError(
@@ -121,6 +126,34 @@ class MemberNode:
             self.global_round = event.round
             return [self.drift_report(event.round)] if self._Z is not None else []
         raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
+
+    def _submit(
+        self, event: TrainingRequested, delta: np.ndarray, samples: int, loss: float
+    ) -> list[Message]:
+        self.last_loss = loss
+        if event.aggregation == "secagg":
+            self._pending = (event.round, delta, samples, FixedPoint())
+            return []  # the update leaves only masked, in the secure-aggregation stages
+        return [self.session.update(event.round, delta, samples, loss)]
+
+    def take_external_update(
+        self, round: int, params: np.ndarray, samples: int, loss: float
+    ) -> list[Message]:
+        """The parameters an outside trainer reached from the awaited instruction's: the
+        update (their difference) then goes out exactly as a local one would."""
+        event = self.awaiting
+        if event is None or event.round != round:
+            raise LocalProtocolError(f"{self.id}: no training of round {round} is awaited")
+        params = np.asarray(params, dtype=np.float32)
+        if params.shape != event.params.shape or not np.all(np.isfinite(params)):
+            raise LocalProtocolError(
+                f"{self.id}: trained parameters must be {event.params.shape[0]} finite values"
+            )
+        if not 0 < samples <= 2**31:
+            raise LocalProtocolError(f"{self.id}: sample count {samples} out of range")
+        self.awaiting = None
+        self.model.set_params(params)
+        return self._submit(event, params - event.params, int(samples), float(loss))
 
     def local_update(self, event: TrainingRequested) -> tuple[np.ndarray, int, float]:
         """Train from the global parameters on this member's records: (Δ, samples, loss)."""
@@ -155,6 +188,11 @@ class MemberNode:
 
     def _secure(self, msg: Message) -> list[Message]:
         if isinstance(msg, SecAggSetup):
+            if self.awaiting is not None and self.awaiting.round == msg.round:
+                # Our own trainer never delivered: nothing to protect, and not the
+                # coordinator's fault.
+                raise LocalProtocolError(f"{self.id}: no update for round {msg.round}: "
+                                         "local training did not complete")  # fmt: skip
             if self._pending is None or self._pending[0] != msg.round:
                 raise RemoteProtocolError(
                     f"coordinator → {self.id}: secure-aggregation setup for round {msg.round} "

@@ -240,7 +240,8 @@ class FlowerFederation(Federation):
                 # A member refusing a coordinator message accuses the coordinator.
                 who = COORDINATOR if exc.kind in _REFUSALS else member
                 kind = "protocol-violation" if who == COORDINATOR else "node-error"
-                self.incident(Incident(round, who, f"{member}: {exc.why}", kind=kind))
+                text = f"{member}: {exc.why}" if who == COORDINATOR else exc.why
+                self.incident(Incident(round, who, text, kind=kind))
                 continue
             except envelope.EnvelopeError as exc:
                 self.incident(Incident(round, member, _clip(str(exc)), kind="node-error"))
@@ -348,8 +349,9 @@ def run_consortium(
             progress_file.write(json.dumps({"t": round(time.time(), 3), **event}) + "\n")
 
         try:
-            result = _coordinate(grid, cfg, session, out, rounds, stage_timeout, join_timeout,
-                                 ledger, progress, stack)  # fmt: skip
+            result = _coordinate(grid, cfg, Path(consortium), session, out, rounds,
+                                 stage_timeout, join_timeout, ledger, progress,
+                                 stack)  # fmt: skip
         except Exception as exc:
             progress({"event": "failed", "error": f"{type(exc).__name__}: {exc}"})
             raise
@@ -358,7 +360,7 @@ def run_consortium(
 
 
 def _coordinate(
-    grid: Grid, cfg: ConsortiumConfig, session: str, out: Path, rounds: int,
+    grid: Grid, cfg: ConsortiumConfig, genesis: Path, session: str, out: Path, rounds: int,
     stage_timeout: float, join_timeout: float, ledger: bool,
     progress: Callable[[dict[str, Any]], None], stack: contextlib.ExitStack,
 ) -> dict[str, Any]:  # fmt: skip
@@ -369,12 +371,13 @@ def _coordinate(
             raise ConfigError("secure aggregation needs at least 3 members")
     progress({"event": "waiting", "members": list(cfg.members), "session": session})
     nodes = discover(grid, cfg, session, minimum=minimum, timeout=join_timeout, log=progress)
+    initial = cfg.initial_params(genesis) if cfg.external else None
     coord = CoordinatorNode(
-        cfg.members, cfg.new_model(), cfg.train_config(), np.random.default_rng(cfg.seed),
+        cfg.members, cfg.new_model(initial), cfg.train_config(), np.random.default_rng(cfg.seed),
         n_features=cfg.n_features, server_momentum=cfg.server_momentum,
         privacy=cfg.privacy, directory=cfg.verify_keys(), consortium=session,
         norm_bound=cfg.norm_bound, rule=cfg.rule, assumed_malicious=cfg.assumed_malicious,
-        min_fraction=cfg.min_fraction,
+        min_fraction=cfg.min_fraction, standardize=not cfg.external,
     )  # fmt: skip
     audit = None
     if ledger:
