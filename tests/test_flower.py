@@ -680,3 +680,36 @@ def test_demo_over_flower_matches_its_ledger_and_portal(tmp_path):
     with TestClient(create_app(out)) as client:
         snap = client.get("/api/summary").json()
     assert snap["verdict"] == "verified", snap.get("checks")
+
+
+EXAMPLE_APP = Path(__file__).resolve().parents[1] / "examples" / "flower-app-with-guardians"
+
+
+@pytest.mark.slow
+def test_an_existing_flower_app_over_real_flower(split, tmp_path_factory):
+    """The example app (its own model and train function, plus the Guardians mod and
+    coordinator) submitted with `flwr run` to a real SuperLink with TLS and authenticated
+    SuperNodes: its updates leave the members masked and proven, and its model learns."""
+    from guardians.node.deployment import unflatten
+
+    root = Path(tmp_path_factory.mktemp("x"))
+    tr, te = split.train, split.test
+    part = partition("iid", tr.y, tr.groups, 4, np.random.default_rng(2))
+    shares = {m: tr.subset(ix[:1500]) for m, ix in zip(MEMBERS, part.indices, strict=True)}
+    initial = {"w": np.zeros((tr.n_features, 2), np.float32), "b": np.zeros(2, np.float32)}
+    cfg = found_consortium(root, "example-app", shares, initial=initial,
+                           train={"epochs": 1, "batch_size": 64, "learning_rate": 0.1})  # fmt: skip
+    with LocalDeployment(root, app_dir=EXAMPLE_APP) as dep:
+        result = dep.run(root / "run", rounds=2, timeout=900)
+    assert result["rounds"] == 2 and not result["incidents"], result["incidents"]
+    rounds = [json.loads(x) for x in (root / "run" / "rounds.jsonl").read_text().splitlines()]
+    assert all(r["verified"] and r["contributors"] == MEMBERS for r in rounds)
+    final = unflatten(cfg.layout, np.load(root / "run" / "params" / "round-002.npy"))
+    # The app standardizes with each member's own statistics; score the same way on the test
+    # set with its own statistics.
+    X = (te.X - te.X.mean(axis=0)) / (te.X.std(axis=0) + 1e-6)
+    assert np.mean((X @ final["w"] + final["b"]).argmax(axis=1) == te.y) > 0.7
+    egress = json.loads((root / "run" / "egress.json").read_text())
+    for m, e in egress.items():
+        mine = e["per_member"][m]
+        assert mine["raw_records_out"] == 0 and "fl/update" not in mine["out_by_kind"]

@@ -144,6 +144,9 @@ class LocalDeployment:
 
     root: Path
     port: int = 0
+    # The Flower App `flwr run` submits: Guardians' own, or an existing app that added the
+    # Guardians mod and coordinator (see docs/deployment.md).
+    app_dir: Path = APP_DIR
     log: Callable[[str], None] = lambda _: None
     procs: dict[str, Proc] = field(default_factory=dict)
 
@@ -268,7 +271,9 @@ class LocalDeployment:
             _bin("flower-supernode"), "--superlink", f"127.0.0.1:{self.port}",
             "--root-certificates", str(self.tls / "ca.crt"),
             "--auth-supernode-private-key", str(d / "supernode.key"),
-            "--node-config", f'guardians-socket="{sock}"',
+            # The member's records path too, for apps that train on them themselves.
+            "--node-config",
+            f'guardians-socket="{sock}" guardians-records="{d / "records.npz"}"',
             "--host", "127.0.0.1", "--port", str(free_port()),
         ], f"{member}-supernode")  # fmt: skip
 
@@ -323,7 +328,7 @@ class LocalDeployment:
         run_config = " ".join(f"{k}={json.dumps(v)}" for k, v in settings.items())
         with (out / "flwr-run.log").open("w") as log:
             cli = subprocess.Popen(
-                [_bin("flwr"), "run", str(APP_DIR), CONNECTION, "--run-config", run_config,
+                [_bin("flwr"), "run", str(self.app_dir), CONNECTION, "--run-config", run_config,
                  "--stream"],
                 env=self.env("cli"), cwd=self.flower, stdout=log, stderr=subprocess.STDOUT,
                 text=True, start_new_session=True,
