@@ -154,7 +154,8 @@ def _service(
     def factory(session: str) -> MemberNode:
         return MemberNode(member, data, cfg.new_model(), np.random.default_rng(0),
                           identity=key, directory=cfg.verify_keys(), consortium=session,
-                          require_secure=True, external_training=cfg.external)  # fmt: skip
+                          require_secure=cfg.privacy == "secagg",
+                          external_training=cfg.external)  # fmt: skip
 
     return member_service.MemberService(member, data.X, factory, cfg.name, cfg.digest())
 
@@ -713,3 +714,35 @@ def test_an_existing_flower_app_over_real_flower(split, tmp_path_factory):
     for m, e in egress.items():
         mine = e["per_member"][m]
         assert mine["raw_records_out"] == 0 and "fl/update" not in mine["out_by_kind"]
+
+
+def test_plaintext_rounds_over_the_grid_contract(split, tmp_path, flower_task):
+    """A consortium that chose plaintext FedAvg (privacy "none") runs over the same transport:
+    updates travel in the clear by the genesis' own choice, and the egress record says so."""
+    import threading
+
+    tr = split.train
+    part = partition("iid", tr.y, tr.groups, 3, np.random.default_rng(3))
+    shares = {m: tr.subset(ix[:800]) for m, ix in zip(MEMBERS[:3], part.indices, strict=True)}
+    root = tmp_path / "p"
+    found_consortium(root, "plain", shares, hidden=(8,), privacy="none", norm_bound=None,
+                     train={"epochs": 1, "batch_size": 64})  # fmt: skip
+    servers, sockets = [], {}
+    for node, m in zip((21, 22, 23), shares, strict=True):
+        sockets[node] = tmp_path / f"p{node}.sock"
+        server = member_service.serve(_service(root, m), sockets[node])
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+        grid = LoopbackGrid(sockets, 70)
+        res = run_consortium(grid, root / "consortium.json", tmp_path / "run", rounds=2,
+                             stage_timeout=30, join_timeout=5)  # fmt: skip
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    assert res["rounds"] == 2 and not res["incidents"], res["incidents"]
+    egress = json.loads((tmp_path / "run" / "egress.json").read_text())
+    for m, e in egress.items():
+        mine = e["per_member"][m]
+        assert mine["raw_records_out"] == 0 and mine["out_by_kind"]["fl/update"]["messages"] == 2
