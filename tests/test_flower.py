@@ -746,3 +746,32 @@ def test_plaintext_rounds_over_the_grid_contract(split, tmp_path, flower_task):
     for m, e in egress.items():
         mine = e["per_member"][m]
         assert mine["raw_records_out"] == 0 and mine["out_by_kind"]["fl/update"]["messages"] == 2
+
+
+def test_an_aborted_round_is_on_the_ledger(consortium, services, flower_task, tmp_path):
+    """Two of three members vanish right after joining: the statistics round cannot release
+    a sum, the run fails with the reason, and the ledger still records the abort."""
+    from guardians.errors import RoundAbortedError
+    from guardians.ledger.entries import Incident as LoggedIncident
+
+    del services[66]
+
+    class Vanishing(LoopbackGrid):
+        calls = 0
+
+        def get_node_ids(self) -> list[int]:
+            self.calls += 1
+            return super().get_node_ids() if self.calls == 1 else [11]
+
+    out = tmp_path / "run"
+    with pytest.raises(RoundAbortedError):
+        run_consortium(Vanishing(services, 70), consortium / "consortium.json", out,
+                       rounds=1, stage_timeout=5, join_timeout=5)  # fmt: skip
+    events = [json.loads(x) for x in (out / "progress.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "failed" and "RoundAbortedError" in events[-1]["error"]
+    store = LogStore(out / "ledger" / "log.db")
+    logged = [codec.decode(e) for _, e in store.entries()]
+    store.close()
+    aborts = [e for e in logged if isinstance(e, LoggedIncident) and e.kind == "round-aborted"]
+    assert len(aborts) == 1 and aborts[0].round == 0 and aborts[0].member == "coordinator"
+    assert verify_log_dir(out / "ledger", trust=out / "ledger" / "trust.json").ok

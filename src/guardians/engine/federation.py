@@ -10,15 +10,16 @@ SuperLink. Nothing here knows which.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from guardians.codec import Message
 from guardians.engine.audit import AuditTrail
-from guardians.errors import RemoteProtocolError
+from guardians.errors import RemoteProtocolError, RoundAbortedError
 from guardians.node.coordinator import CoordinatorNode
 from guardians.protocol.messages import DriftReport
 from guardians.protocol.round import RoundResult, Send
@@ -84,29 +85,42 @@ class Federation:
             except RemoteProtocolError as exc:
                 self.incident(Incident(round, member, str(exc)))
 
+    @contextlib.contextmanager
+    def _aborts_logged(self, round: int) -> Iterator[None]:
+        """A round that aborts releases nothing, but the ledger still learns what happened."""
+        try:
+            yield
+        except RoundAbortedError as exc:
+            self.incident(Incident(round, COORDINATOR, str(exc), kind="round-aborted"))
+            if self.audit is not None:
+                self._log_incidents()
+                self.audit.checkpoint()
+            raise
+
     def standardize(self) -> None:
         """Phase 0: members' feature statistics → the consortium standardizer."""
         stats = self.coordinator.stats_collection()
-        sends: list[Send] | None = stats.start()
-        while sends is not None:
-            self._stage(stats, sends, 0)
-            sends = stats.advance()
-        members = self.coordinator.members
-        std, sends = stats.finish(members)
+        with self._aborts_logged(0):
+            sends: list[Send] | None = stats.start()
+            while sends is not None:
+                self._stage(stats, sends, 0)
+                sends = stats.advance()
+            std, sends = stats.finish(self.coordinator.members)
         self.coordinator.standardizer = std
         self.exchange(0, "standardizer", sends)
 
     def run_round(self, round: int) -> RoundResult:
         rnd = self.coordinator.new_round(round)
-        sends: list[Send] | None = rnd.start()
-        while sends is not None:
-            self._stage(rnd, sends, round)
-            stage = rnd.stage
+        with self._aborts_logged(round):
+            sends: list[Send] | None = rnd.start()
+            while sends is not None:
+                self._stage(rnd, sends, round)
+                stage = rnd.stage
+                t0 = time.perf_counter()
+                sends = rnd.advance()  # RoundAbortedError: no model is released
+                self.compute[(round, COORDINATOR, f"close:{stage}")] += time.perf_counter() - t0
             t0 = time.perf_counter()
-            sends = rnd.advance()  # RoundAbortedError: no model is released
-            self.compute[(round, COORDINATOR, f"close:{stage}")] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        result, sends = rnd.finish(self.coordinator.members)
+            result, sends = rnd.finish(self.coordinator.members)
         self.compute[(round, COORDINATOR, "finish")] += time.perf_counter() - t0
         self.coordinator.adopt(result)
         for member, why in self.coordinator.alerts.items():
