@@ -30,13 +30,14 @@ from guardians.crypto.sign import SigningKey  # noqa: E402
 from guardians.engine import member_service  # noqa: E402
 from guardians.engine.audit import model_hash  # noqa: E402
 from guardians.engine.flower import envelope  # noqa: E402
-from guardians.engine.flower.deploy import DeploymentError, LocalDeployment, free_port  # noqa: E402
+from guardians.engine.flower.deploy import DeploymentError, LocalDeployment  # noqa: E402
 from guardians.engine.flower.mod import guardians_mod  # noqa: E402
 from guardians.engine.flower.workflow import (  # noqa: E402
     MembersMissingError,
     discover,
     run_consortium,
 )
+from guardians.engine.ports import free_port  # noqa: E402
 from guardians.errors import ConfigError  # noqa: E402
 from guardians.learning.data import load_dataset  # noqa: E402
 from guardians.learning.metrics import Predictions, evaluate  # noqa: E402

@@ -1,6 +1,5 @@
 """C2SP tlog-tiles: paths, tile contents, and a real HTTP server audited by URL."""
 
-import socket
 import threading
 import time
 
@@ -10,6 +9,7 @@ from typer.testing import CliRunner
 
 from guardians.cli import app as cli
 from guardians.engine.http import ledger_app
+from guardians.engine.ports import free_port
 from guardians.ledger.checkpoint import TransparencyLog
 from guardians.ledger.merkle import MerkleTree, leaf_hash
 from guardians.ledger.note import NoteSigner, SignedNote
@@ -76,17 +76,9 @@ def test_static_export_round_trips_through_download(logdir, tmp_path):
     assert LogStore(tmp_path / "copy" / "log.db").root() == store.root()
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Server:
     def __init__(self, app):
-        self.port = _free_port()
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
                                                     log_level="warning"))  # fmt: skip
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -7,7 +7,6 @@ import base64
 import contextlib
 import json
 import os
-import socket
 import threading
 import time
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from taxii2client.v21 import Server, as_pages
 
 from guardians.crypto.group import Point, Scalar
 from guardians.crypto.sign import SigningKey
+from guardians.engine.ports import free_port
 from guardians.engine.taxii import TAXII, taxii_app
 from guardians.intel import auth
 from guardians.intel.anonymize import Anonymizer, EpochKey
@@ -28,12 +28,6 @@ from guardians.intel.store import IntelStore
 
 CONSORTIUM = stix2.Identity(name="Guardians consortium", identity_class="organization")
 USER, PASSWORD = "member-01", "correct horse battery staple"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _shared(n: int) -> list:
@@ -50,7 +44,7 @@ def _shared(n: int) -> list:
 @contextlib.contextmanager
 def _serving(app):
     """Run ``app`` with uvicorn on a free loopback port; yield its base URL."""
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     th = threading.Thread(target=srv.run, daemon=True)
     th.start()
@@ -142,7 +136,7 @@ def test_push_to_and_pull_from_medallion(tmp_path):
     from werkzeug.serving import make_server
 
     col = "472c94ae-3113-4e3e-a4dd-a9f4ac7471d4"
-    port = _free_port()
+    port = free_port()
     data = {
         "/discovery": {"title": "medallion", "default": f"http://127.0.0.1:{port}/api1/",
                        "api_roots": [f"http://127.0.0.1:{port}/api1/"]},

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ import stix2
 import uvicorn
 
 from guardians.bench.robustness import Setting, run_federation
+from guardians.engine.ports import free_port
 from guardians.engine.taxii import TAXII, taxii_app
 from guardians.intel.rules import FlowSignature, derive
 from guardians.intel.scan import scan_feed
@@ -42,12 +42,6 @@ from guardians.learning.data import load_dataset
 
 Progress = Callable[[str], None]
 CONSORTIUM = stix2.Identity(name="Guardians consortium", identity_class="organization")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def detection(seed: int = 0, rounds: int = 10) -> dict[str, Any]:
@@ -138,7 +132,7 @@ def latency(
 
     tmp = tempfile.mkdtemp(prefix="guardians-intel-")
     store = IntelStore(os.path.join(tmp, "feed.db"))
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(taxii_app(store), host="127.0.0.1", port=port,
                                         log_level="error"))  # fmt: skip
     th = threading.Thread(target=srv.run, daemon=True)

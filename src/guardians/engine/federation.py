@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ RoundCallback = Callable[[RoundResult], None]
 Replies = list[tuple[str, Message]]
 
 
-class Federation:
+class Federation(ABC):
     """Walks a coordinator's rounds; subclasses carry the messages."""
 
     def __init__(self, coordinator: CoordinatorNode, audit: AuditTrail | None = None) -> None:
@@ -63,13 +64,13 @@ class Federation:
         self.compute: defaultdict[tuple[int, str, str], float] = defaultdict(float)
 
     # --- what a transport provides --------------------------------------------------------
+    @abstractmethod
     def exchange(self, round: int, stage: str, sends: Sequence[Send]) -> Replies:
         """Deliver one stage's messages; return the replies that arrived, in any order.
         A member that cannot be reached or stays silent simply has no reply (a dropout);
         a member that refused a message is reported with :meth:`incident`."""
-        raise NotImplementedError
 
-    def on_stage(self, round: int, stage: str) -> None:
+    def on_stage(self, round: int, stage: str) -> None:  # noqa: B027 - an optional hook
         """Called as each stage opens (progress reporting; nothing to do by default)."""
 
     # --- the walk ---------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from guardians.engine.flower.workflow import RUN_FILES
 from guardians.engine.member_service import MAX_SOCKET_PATH
+from guardians.engine.ports import free_port
 from guardians.errors import ConfigError, GuardiansError
 from guardians.node.deployment import ConsortiumConfig, member_dir, write_secret
 
@@ -49,12 +49,6 @@ CONNECTION = "guardians"
 
 class DeploymentError(GuardiansError):
     """A process of the local deployment failed to start, or a run did not finish."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _bin(name: str) -> str:
@@ -245,17 +239,11 @@ class LocalDeployment:
                                   f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")  # fmt: skip
         return proc.stdout
 
-    def register(self, member: str) -> int:
-        """Register the member's SuperNode public key with the SuperLink; its node id."""
+    def register(self, member: str) -> None:
+        """Register the member's SuperNode public key with the SuperLink (``flwr`` fails,
+        and so does this, if the SuperLink refuses it)."""
         pub = member_dir(self.root, member) / "supernode.pub"
-        out = self.flwr("supernode", "register", str(pub), CONNECTION, "--format", "json")
-        try:
-            return int(json.loads(out)["node-id"])
-        except (ValueError, KeyError, TypeError):
-            digits = [int(w) for w in out.replace(",", " ").split() if w.isdigit()]
-            if not digits:
-                raise DeploymentError(f"cannot read a node id from: {out}") from None
-            return digits[0]
+        self.flwr("supernode", "register", str(pub), CONNECTION)
 
     def start_member(self, member: str) -> None:
         d = member_dir(self.root, member)
