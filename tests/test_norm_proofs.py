@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from guardians.crypto import bls
+from guardians.crypto import bls, scalarvec
 from guardians.crypto.group import InvalidEncodingError
 from guardians.crypto.zk import norm
 from guardians.crypto.zk.sigma import Context, FalseStatementError, ProofVerificationError
@@ -309,3 +309,90 @@ def test_contribution_bound_must_fit_the_clip_range():
 
     with pytest.raises(ConfigError, match="clip range"):
         contrib.statement(10, 9.0, FixedPoint(clip=8.0), 100)
+
+
+# --- packed scalar vectors (the verifier's and prover's numpy arithmetic) -------------------
+def _edge_scalars(rng: np.random.Generator, n: int) -> list[int]:
+    """Random scalars plus the extremes a limb computation gets wrong first."""
+    r = bls.ORDER
+    vals = [int.from_bytes(rng.bytes(32), "little") % r for _ in range(n)]
+    return [0, 1, r - 1, r - 2**16, 2**255 % r, *vals]
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_scalar_vector_arithmetic_matches_python_integers(monkeypatch, chunk):
+    if chunk:  # the chunked paths of large vectors, on a small one
+        monkeypatch.setattr(scalarvec, "_CHUNK_ROWS", chunk)
+    rng = np.random.default_rng(21)
+    ints = _edge_scalars(rng, 60)
+    raw = scalarvec.from_ints(ints)
+    assert scalarvec.to_ints(raw) == ints
+    assert scalarvec.sum_squares(raw) == sum(z * z for z in ints) % bls.ORDER
+    rows = rng.integers(0, 2, (9, len(ints))).astype(np.uint8)
+    assert scalarvec.project(rows, raw) == [
+        sum(int(a) * z for a, z in zip(row, ints, strict=True)) % bls.ORDER for row in rows
+    ]
+    x = rng.integers(-(2**62), 2**62, len(ints))
+    x[:3] = [2**63 - 1, -(2**63), -1]
+    assert scalarvec.dot_small(raw, x) == sum(
+        z * int(a) for z, a in zip(ints, x.tolist(), strict=True)) % bls.ORDER  # fmt: skip
+
+
+def test_combined_scalars_are_exact_and_feed_the_msm():
+    rng = np.random.default_rng(22)
+    n = 40
+    vecs = [_edge_scalars(rng, n - 5) for _ in range(4)]
+    weights = [1, 2**128 - 1, 0, int.from_bytes(rng.bytes(16), "little")]
+    width = scalarvec.combined_width(len(vecs))
+    out = scalarvec.combine([scalarvec.from_ints(v) for v in vecs], weights)
+    assert len(out) == width * n
+    got = [int.from_bytes(out[width * i : width * (i + 1)], "little") for i in range(n)]
+    cols = zip(*vecs, strict=True)
+    assert got == [sum(w * z for w, z in zip(weights, col, strict=True)) for col in cols]
+    pts = bls.generators("test/combine", n)
+    assert bls.msm_packed(pts, out, width) == bls.msm(pts, got)
+    with pytest.raises(ValueError):
+        scalarvec.combine([scalarvec.from_ints(vecs[0])], [2**128])
+    with pytest.raises(ValueError):
+        bls.msm_packed(pts, out[:-1], width)
+
+
+def test_packed_scalars_must_be_canonical():
+    good = scalarvec.from_ints([5, bls.ORDER - 1])
+    assert scalarvec.from_bytes(good, 2) == good
+    for bad_value in (bls.ORDER, 2**256 - 1):
+        raw = good + bad_value.to_bytes(32, "little")
+        with pytest.raises(InvalidEncodingError, match="scalar 2 is non-canonical"):
+            scalarvec.from_bytes(raw, 3)
+    with pytest.raises(InvalidEncodingError, match="64 bytes"):
+        scalarvec.from_bytes(good[:-1], 2)
+
+
+def test_random_scalar_vectors_are_canonical_and_fresh():
+    a, b = scalarvec.random(5000), scalarvec.random(5000)
+    assert len(a) == 32 * 5000 and a != b
+    assert scalarvec.below_order(a, 5000).all()
+    top = [z >> 250 for z in scalarvec.to_ints(a)]  # the top bits are used: no truncation
+    assert max(top) >= (bls.ORDER >> 250) - 1
+
+
+def test_signed_small_msm_matches_the_general_one():
+    pts = bls.generators("test/msm", 9000)
+    rng = np.random.default_rng(23)
+    v = rng.integers(-(2**30), 2**30, size=9000)
+    v[:4] = [0, -(2**63), 2**63 - 1, -1]
+    assert bls.msm_small(pts, v) == bls.msm(pts, [int(a) for a in v])
+    pos = np.abs(v[4:])
+    assert bls.msm_small(pts[4:], pos) == bls.msm(pts[4:], [int(a) for a in pos])
+    assert bls.msm_small(pts[:0], v[:0]) == bls.Point.identity()
+
+
+def test_a_non_canonical_response_in_a_proof_object_is_refused(honest):
+    com, _, proof = honest
+    z = bytearray(proof.z_main)
+    z[:32] = bls.ORDER.to_bytes(32, "little")  # ≡ 0, but not its canonical encoding
+    bad = dataclasses.replace(proof, z_main=bytes(z))
+    with pytest.raises(ProofVerificationError, match="non-canonical"):
+        norm.verify(CTX, STMT, com, bad)
+    with pytest.raises(ProofVerificationError, match="wrong shape"):
+        norm.verify(CTX, STMT, com, dataclasses.replace(proof, z_main=proof.z_main[:-32]))

@@ -71,14 +71,19 @@ class Verifiable:
             for i, m in enumerate(self.ids)
         }
         self.refused: dict[str, str] = {}
+        self.prepared: dict[str, int] = {}
 
-    def run(self, tamper: Tamper | None = None, silent: frozenset[str] = frozenset()):
+    def run(self, tamper: Tamper | None = None, silent: frozenset[str] = frozenset(),
+            ahead: frozenset[str] = frozenset()):  # fmt: skip
         sends = [s for s in self.server.start() if not isinstance(s.message, TrainInstruction)]
         while sends is not None:
             for s in sends:
                 if s.to in silent and self.server.stage == "masked":
                     continue
-                for r in self.members[s.to].receive(wire(s.message)):
+                replies = self.members[s.to].receive(wire(s.message))
+                if s.to in ahead and self.members[s.to].prepare():  # as an idle driver does
+                    self.prepared[s.to] = self.prepared.get(s.to, 0) + 1
+                for r in replies:
                     r = wire(r)
                     if tamper is not None:
                         r = tamper(s.to, r)
@@ -114,6 +119,30 @@ def test_honest_round_is_verified_by_every_contributor(keys):
     expected = sum(v.weights[m] * v.vectors[m] for m in v.ids) / sum(v.weights.values())
     np.testing.assert_allclose(result.params, expected, atol=1e-4)
     assert any(isinstance(s.message, GlobalModel) for s in sends)
+
+
+def test_a_contribution_computed_ahead_is_the_one_masked(keys):
+    v = Verifiable(keys)
+    m = v.members["m0"]
+    assert not m.prepare()  # before the setup there is no statement to prove
+    seen: dict[str, MaskedInput] = {}
+
+    def keep(who: str, msg: codec.Message) -> codec.Message:
+        if isinstance(msg, MaskedInput):
+            seen[who] = msg
+        return msg
+
+    ahead = frozenset(v.ids[:3])
+    result, sends = v.run(keep, ahead=ahead)
+    assert result.verified and result.rejected == {} and result.contributors == v.ids
+    assert v.prepared == dict.fromkeys(ahead, 1)  # once each, right after the setup
+    assert v.deliver(sends) == {}
+    for who in v.ids:
+        # The masked input carries the commitment computed ahead (or inline), and the opening
+        # check (Σ commitments = commit(aggregate)) passed, so the masked words are those
+        # committed to.
+        assert seen[who].commitment == v.members[who]._commitment != b""
+    assert not m.prepare()  # nothing left to do after the masked input
 
 
 def test_updates_above_the_bound_are_scaled_into_it(keys):

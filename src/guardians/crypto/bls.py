@@ -81,50 +81,82 @@ def _ark(values: Sequence[int]) -> list[_ArkScalar]:
     return [f((v % ORDER).to_bytes(SCALAR_BYTES, "little")) for v in values]
 
 
-def _ark_small(values: np.ndarray) -> list[_ArkScalar]:
-    """Signed 64-bit integers → scalars without going through Python integers."""
-    v = np.asarray(values, dtype=np.int64)
-    mags = np.abs(v).astype("<u8").tobytes()
+def _ark_unsigned(mags: np.ndarray) -> list[_ArkScalar]:
+    """Non-negative 64-bit integers → scalars without going through Python integers."""
+    raw = np.ascontiguousarray(mags, dtype="<u8").tobytes()
     f = _ArkScalar.from_le_bytes_mod_order
-    out = [f(mags[8 * i : 8 * i + 8]) for i in range(len(v))]
-    for i in np.flatnonzero(v < 0).tolist():
-        out[i] = -out[i]
-    return out
+    return [f(raw[8 * i : 8 * i + 8]) for i in range(len(mags))]
 
 
 _pool: ThreadPoolExecutor | None = None
 
 
-def _msm_ark(points: Sequence[G1Point], scalars: list[_ArkScalar]) -> G1Point:
+def _msm_many(jobs: Sequence[tuple[list[G1Point], list[_ArkScalar]]]) -> list[G1Point]:
+    """Several MSMs at once, each large one split in halves over two threads."""
     global _pool
-    n = len(points)
-    if n < _MSM_SPLIT or (os.cpu_count() or 1) < 2:
-        return G1Point.multiexp_unchecked(list(points), scalars)
-    if _pool is None:
+    two = (os.cpu_count() or 1) >= 2
+    if two and _pool is None:
         _pool = ThreadPoolExecutor(2, thread_name_prefix="guardians-msm")
-    h = n // 2
-    # The Rust MSM releases the GIL: two halves run on two cores.
-    a = _pool.submit(G1Point.multiexp_unchecked, list(points[:h]), scalars[:h])
-    b = G1Point.multiexp_unchecked(list(points[h:]), scalars[h:])
-    return a.result() + b
+    pending, inline = [], []
+    for pts, sc in jobs:
+        n = len(pts)
+        if not n:
+            pending.append([])
+            inline.append([])
+        elif n < _MSM_SPLIT or not two or _pool is None:
+            pending.append([])
+            inline.append([(pts, sc)])
+        else:
+            h = n // 2
+            # The Rust MSM releases the GIL: two halves run on two cores.
+            pending.append([_pool.submit(G1Point.multiexp_unchecked, pts[:h], sc[:h])])
+            inline.append([(pts[h:], sc[h:])])
+    out = []
+    for fut, own in zip(pending, inline, strict=True):
+        acc = G1Point.identity()
+        for pts, sc in own:
+            acc = acc + G1Point.multiexp_unchecked(pts, sc)
+        for f in fut:
+            acc = acc + f.result()
+        out.append(acc)
+    return out
 
 
 def msm(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
     """Σ scalars[i]·points[i] for integer scalars (any sign; reduced mod r)."""
     if len(points) != len(scalars):
         raise ValueError(f"{len(points)} points and {len(scalars)} scalars")
-    if not points:
-        return G1Point.identity()
-    return _msm_ark(points, _ark(scalars))
+    return _msm_many([(list(points), _ark(scalars))])[0]
+
+
+def msm_packed(points: Sequence[G1Point], raw: bytes, width: int = SCALAR_BYTES) -> G1Point:
+    """Σ sᵢ·points[i] for scalars packed in ``raw`` as little-endian ``width``-byte integers
+    (reduced mod r): no Python integer per scalar."""
+    if len(raw) != width * len(points):
+        raise ValueError(f"{len(points)} points and {len(raw)} bytes of {width}-byte scalars")
+    f = _ArkScalar.from_le_bytes_mod_order
+    sc = [f(raw[i : i + width]) for i in range(0, len(raw), width)]
+    return _msm_many([(list(points), sc)])[0]
 
 
 def msm_small(points: Sequence[G1Point], values: np.ndarray) -> G1Point:
-    """Σ values[i]·points[i] for signed 64-bit integers (a quantized vector): faster."""
-    if len(points) != len(values):
-        raise ValueError(f"{len(points)} points and {len(values)} values")
-    if not len(points):
-        return G1Point.identity()
-    return _msm_ark(points, _ark_small(values))
+    """Σ values[i]·points[i] for signed 64-bit integers (a quantized vector), much faster than
+    :func:`msm`: the cost of an MSM grows with the bit length of its largest scalar, and a
+    negative value mod r is a full-size scalar, so positive and negative entries go into two
+    MSMs of magnitudes (the second subtracted)."""
+    v = np.asarray(values, dtype=np.int64)
+    if len(points) != len(v):
+        raise ValueError(f"{len(points)} points and {len(v)} values")
+    if (v == np.iinfo(np.int64).min).any():  # no 64-bit magnitude: take the general path
+        return msm(points, [int(x) for x in v.tolist()])
+    pts = np.empty(len(v), dtype=object)
+    pts[:] = list(points)
+    pos, neg = np.flatnonzero(v > 0), np.flatnonzero(v < 0)
+    plus, minus = _msm_many([
+        (pts[pos].tolist(), _ark_unsigned(v[pos])),
+        (pts[neg].tolist(), _ark_unsigned(-v[neg])),
+    ])  # fmt: skip
+    return plus - minus
 
 
 def mul(p: G1Point, k: int) -> G1Point:

@@ -26,6 +26,9 @@ from guardians.protocol.messages import DriftReport
 from guardians.protocol.round import RoundResult, Send
 
 COORDINATOR = "coordinator"
+# The step under which a member's work ahead of the next message (MemberNode.idle: its
+# contribution, computed while the key exchange runs) is timed.
+IDLE_STEP = "idle/contribution"
 
 
 @dataclass

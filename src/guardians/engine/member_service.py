@@ -133,6 +133,14 @@ class MemberService:
                                   cbor2.dumps(response, canonical=True))  # fmt: skip
             return response
 
+    def after_reply(self) -> None:
+        """With the reply sent, work ahead while the coordinator gathers the other members'
+        answers (the next message waits on the lock, so it still sees a finished state)."""
+        # A failure here leaves the state as it was: the next message meets it and reports it.
+        with self._lock, contextlib.suppress(GuardiansError):
+            if self.node is not None:
+                self.node.idle()
+
     def _session(self, run_id: int) -> MemberNode:
         if run_id != self.run_id or self.node is None:
             self.node = self.factory(session_name(self.consortium, self.genesis, run_id))
@@ -239,6 +247,7 @@ class _Handler(socketserver.BaseRequestHandler):
             response = {"error": f"member service failed: {exc}", "error_type": "ServiceError"}
         with contextlib.suppress(OSError):
             write_frame(self.request, response)
+        self.server.service.after_reply()
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

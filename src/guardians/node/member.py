@@ -226,6 +226,12 @@ class MemberNode:
                 self.distrusted_round = msg.round
             raise
 
+    def idle(self) -> bool:
+        """Work ahead of the next message, for a transport with idle time (its replies in
+        flight): computes the round's contribution (encoding, commitment and proof) during the
+        key exchange. Returns whether there was work."""
+        return self.secagg is not None and self.secagg.prepare()
+
     def records_upload(self) -> RecordsUpload:
         """What the member would send a central server in the centralized baseline."""
         return RecordsUpload(features=self.data.X, labels=self.data.y)

@@ -136,8 +136,9 @@ def _proofs(m: dict[str, Any]) -> str:
     kb = c.get("masked_input_bytes_per_member_round", 0) / 1e3
     rows = [
         ["local training (context)", _f(c["train_s_per_member_round"], 3), "per member per round"],
-        ["encode, commit, prove and mask", _f(c["masked_input_s_per_member_round"], 3),
-         "per member per round"],
+        ["encode, commit and prove", _f(c.get("contribution_s_per_member_round") or 0.0, 3),
+         "per member per round, while the keys are exchanged"],
+        ["mask", _f(c["masked_input_s_per_member_round"], 3), "per member per round"],
         ["check the aggregate opening", _f(c["opening_check_s_per_member_round"], 3),
          "per member per round"],
         ["verify every proof (one batch)", _f(c["verify_s_per_round"], 3),

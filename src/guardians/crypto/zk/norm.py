@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guardians.crypto import bls, prg
+from guardians.crypto import bls, prg, scalarvec
 from guardians.crypto.bls import ORDER
 from guardians.crypto.errors import CryptoError
 from guardians.crypto.transcript import Transcript
@@ -47,6 +47,7 @@ from guardians.errors import ConfigError
 PROJECTIONS = 128  # k: a too-large entry survives all rows with probability ≤ 2^-k
 REJECTION = 1 << 16  # κ: each row restarts with probability ≈ 1/κ
 _W_BYTES = 16
+_BATCH_BITS = 128
 
 
 class AggregateMismatchError(CryptoError):
@@ -170,17 +171,6 @@ def _project_small(rows: np.ndarray, x: np.ndarray) -> list[int]:
     return [sum(int(v) << (16 * i) for i, v in enumerate(row)) for row in out.tolist()]
 
 
-def _project_mod(rows: np.ndarray, values: Sequence[int]) -> list[int]:
-    """A·values mod r for full-size scalars: 16-bit limbs, exact float64 products (d < 2^37)."""
-    d = rows.shape[1]
-    raw = b"".join(v.to_bytes(32, "little") for v in values)
-    limbs = np.frombuffer(raw, dtype="<u2").reshape(d, 16).astype(np.float64)
-    out = np.empty((rows.shape[0], 16))
-    for s in range(0, rows.shape[0], _CHUNK):
-        out[s : s + _CHUNK] = rows[s : s + _CHUNK].astype(np.float64) @ limbs
-    return [sum(int(x) << (16 * i) for i, x in enumerate(row)) % ORDER for row in out.tolist()]
-
-
 # --- the batched relation polynomial ------------------------------------------------------------
 @dataclass(frozen=True)
 class _Weights:
@@ -233,7 +223,7 @@ class NormProof:
     t_aux: bytes
     t1: bytes
     t2: bytes
-    z_main: tuple[int, ...]
+    z_main: bytes  # d + 1 packed canonical scalars (see scalarvec)
     z_aux: tuple[int, ...]
     sigma_main: int
     sigma_aux: int
@@ -244,7 +234,7 @@ class NormProof:
         sc = bls.scalar_bytes
         return b"".join([
             self.aux, w, self.t_main, self.t_aux, self.t1, self.t2,
-            *(sc(z) for z in self.z_main), *(sc(z) for z in self.z_aux),
+            self.z_main, *(sc(z) for z in self.z_aux),
             sc(self.sigma_main), sc(self.sigma_aux), sc(self.tau),
         ])  # fmt: skip
 
@@ -266,7 +256,7 @@ class NormProof:
         w = tuple(int.from_bytes(take(_W_BYTES), "little", signed=True) for _ in range(k))
         pts = [take(pb) for _ in range(4)]
         try:
-            zm = tuple(bls.scalar_from_bytes(take(sb)) for _ in range(stmt.dim + 1))
+            zm = scalarvec.from_bytes(take(sb * (stmt.dim + 1)), stmt.dim + 1)
             za = tuple(bls.scalar_from_bytes(take(sb)) for _ in range(stmt.aux_len))
             tail = [bls.scalar_from_bytes(take(sb)) for _ in range(3)]
         except CryptoError as exc:
@@ -328,30 +318,34 @@ def _prove_unchecked(
         t.append_int("w", wj)
     wt = _Weights.of(stmt, t.challenge_mod("relations", ORDER))
 
-    mu = bls.random_scalars(stmt.dim + 1)
+    mu = scalarvec.random(stmt.dim + 1)
     mu_aux = bls.random_scalars(stmt.aux_len)
     rho_m, rho_a, tau1, tau2 = bls.random_scalars(4)
-    t_main = bls.msm(main, mu) + bls.mul(h, rho_m)
+    t_main = bls.msm_packed(main, mu) + bls.mul(h, rho_m)
     t_aux = bls.msm(auxg, mu_aux) + bls.mul(h, rho_a)
-    mu_x, mu_n = mu[:-1], mu[-1]
-    xs = x.tolist()
+    sb = bls.SCALAR_BYTES
+    mu_x = mu[: sb * stmt.dim]
+    mu_n = int.from_bytes(mu[sb * stmt.dim :], "little")
     e_s = aux_vals[: stmt.weight_bits + stmt.slack_bits]
     mu_bits = mu_aux[: len(e_s)]
     # t2 = Q(μ); t1 = 2·B(μ, w) + L(μ), B the bilinear form of Q.
-    t2 = _quad(stmt, wt, sum(m * m for m in mu_x), mu_n, mu_bits)
-    bil = (stmt.bound_sq * mu_n * n - sum(m * a for m, a in zip(mu_x, xs, strict=True))
+    t2 = _quad(stmt, wt, scalarvec.sum_squares(mu_x), mu_n, mu_bits)
+    bil = (stmt.bound_sq * mu_n * n - scalarvec.dot_small(mu_x, x)
            + sum(b_w * m * b for b_w, m, b in zip(wt.bits, mu_bits, e_s, strict=True)))  # fmt: skip
-    t1 = (2 * bil + _lin(stmt, wt, mu_n, mu_aux, _project_mod(rows, mu_x))) % ORDER
+    t1 = (2 * bil + _lin(stmt, wt, mu_n, mu_aux, scalarvec.project(rows, mu_x))) % ORDER
     t1_pt = bls.point_bytes(bls.mul(g0, t1) + bls.mul(h, tau1))
     t2_pt = bls.point_bytes(bls.mul(g0, t2) + bls.mul(h, tau2))
     tm, ta = bls.point_bytes(t_main), bls.point_bytes(t_aux)
     for label, p in (("t_main", tm), ("t_aux", ta), ("t1", t1_pt), ("t2", t2_pt)):
         t.append(label, p)
     c = t.challenge_mod("challenge", ORDER)
-    vals = [*xs, n]
+    vals = [*x.tolist(), n]
+    z_main = scalarvec.from_ints(
+        [m + c * a for m, a in zip(scalarvec.to_ints(mu), vals, strict=True)]
+    )
     return NormProof(
         aux=d_pt, projections=tuple(w), t_main=tm, t_aux=ta, t1=t1_pt, t2=t2_pt,
-        z_main=tuple((m + c * a) % ORDER for m, a in zip(mu, vals, strict=True)),
+        z_main=z_main,
         z_aux=tuple((m + c * a) % ORDER for m, a in zip(mu_aux, aux_vals, strict=True)),
         sigma_main=(rho_m + c * opening.blinding) % ORDER,
         sigma_aux=(rho_a + c * r_aux) % ORDER, tau=(tau2 + c * tau1) % ORDER,
@@ -363,7 +357,7 @@ def _prove_unchecked(
 class _Check:
     """One proof reduced to: Σ main_i·Gᵢ + Σ aux_i·G'ᵢ + Σ sⱼ·Pⱼ must be the identity."""
 
-    main: list[int]
+    main: bytes  # packed scalars (scalarvec)
     aux: list[int]
     points: list[bls.Point]
     scalars: list[int]
@@ -372,11 +366,12 @@ class _Check:
 def _reduce(ctx: Context, stmt: NormStatement, commitment: bytes, proof: NormProof) -> _Check:
     if (
         len(proof.projections) != stmt.projections
-        or len(proof.z_main) != stmt.dim + 1
+        or len(proof.z_main) != bls.SCALAR_BYTES * (stmt.dim + 1)
         or len(proof.z_aux) != stmt.aux_len
     ):
         raise ProofVerificationError("norm proof has the wrong shape for this statement")
     try:
+        scalarvec.from_bytes(proof.z_main, stmt.dim + 1)
         c_pt, d_pt = bls.point_from_bytes(commitment), bls.point_from_bytes(proof.aux)
         tm, ta = bls.point_from_bytes(proof.t_main), bls.point_from_bytes(proof.t_aux)
         t1, t2 = bls.point_from_bytes(proof.t1), bls.point_from_bytes(proof.t2)
@@ -395,10 +390,14 @@ def _reduce(ctx: Context, stmt: NormStatement, commitment: bytes, proof: NormPro
                      ("t2", proof.t2)):  # fmt: skip
         t.append(label, p)
     c = t.challenge_mod("challenge", ORDER)
-    z_x, z_n = proof.z_main[:-1], proof.z_main[-1]
+    sb = bls.SCALAR_BYTES
+    z_x, z_n = (
+        proof.z_main[: sb * stmt.dim],
+        int.from_bytes(proof.z_main[sb * stmt.dim :], "little"),
+    )
     nbits = stmt.weight_bits + stmt.slack_bits
-    quad = _quad(stmt, wt, sum(z * z for z in z_x), z_n, proof.z_aux[:nbits])
-    lin = _lin(stmt, wt, z_n, proof.z_aux, _project_mod(rows, z_x))
+    quad = _quad(stmt, wt, scalarvec.sum_squares(z_x), z_n, proof.z_aux[:nbits])
+    lin = _lin(stmt, wt, z_n, proof.z_aux, scalarvec.project(rows, z_x))
     const = -sum(r * wj for r, wj in zip(wt.proj, proof.projections, strict=True))
     poly = (quad + c * lin + c * c * const) % ORDER
     # Three equations, merged with the verifier's own random weights a1, a2:
@@ -406,7 +405,7 @@ def _reduce(ctx: Context, stmt: NormStatement, commitment: bytes, proof: NormPro
     a1, a2 = bls.random_scalars(2)
     _, _, h, g0 = _gens(stmt)
     return _Check(
-        main=list(proof.z_main),
+        main=proof.z_main,
         aux=[a1 * z % ORDER for z in proof.z_aux],
         points=[h, g0, tm, c_pt, ta, d_pt, t2, t1],
         scalars=[proof.sigma_main + a1 * proof.sigma_aux + a2 * proof.tau, a2 * poly,
@@ -418,16 +417,20 @@ def _holds(stmt: NormStatement, checks: Sequence[_Check]) -> bool:
     main, auxg, _, _ = _gens(stmt)
     if len(checks) == 1:
         ch = checks[0]
-        m, a, pts, sc = ch.main, ch.aux, ch.points, ch.scalars
-    else:  # random linear combination: one MSM for the whole batch
-        deltas = [1, *bls.random_scalars(len(checks) - 1)]
-        m = [sum(dl * x for dl, x in zip(deltas, col, strict=True)) % ORDER
-             for col in zip(*(ch.main for ch in checks), strict=True)]  # fmt: skip
+        main_part = bls.msm_packed(main, ch.main)
+        a, pts, sc = ch.aux, ch.points, ch.scalars
+    else:
+        # Small-exponent batching (Bellare–Garay–Rabin): random 128-bit weights δ, so a batch
+        # with any false equation passes with probability ≤ 2^-128; one MSM for the batch.
+        deltas = [1, *(secrets.randbits(_BATCH_BITS) for _ in checks[1:])]
+        combined = scalarvec.combine([ch.main for ch in checks], deltas, _BATCH_BITS)
+        width = scalarvec.combined_width(len(checks), _BATCH_BITS)
+        main_part = bls.msm_packed(main, combined, width)
         a = [sum(dl * x for dl, x in zip(deltas, col, strict=True)) % ORDER
              for col in zip(*(ch.aux for ch in checks), strict=True)]  # fmt: skip
         pts = [p for ch in checks for p in ch.points]
         sc = [dl * s for dl, ch in zip(deltas, checks, strict=True) for s in ch.scalars]
-    total = bls.msm([*main, *auxg, *pts], [*m, *a, *sc])
+    total = main_part + bls.msm([*auxg, *pts], [*a, *sc])
     return total == bls.Point.identity()
 
 

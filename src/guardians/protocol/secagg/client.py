@@ -116,6 +116,18 @@ class _Received:
     pair_shares: bytes  # concatenated shares of the neighbour's pairwise seeds, in its order
 
 
+@dataclass(frozen=True, eq=False)
+class _Contribution:
+    """What a member feeds into the masked input: its encoded words (with blinding limbs when
+    proving), how many coordinates were clipped, and its signed commitment and proof."""
+
+    words: np.ndarray
+    clipped: int
+    commitment: bytes = b""
+    proof: bytes = b""
+    signature: bytes = b""
+
+
 @dataclass
 class SecAggMember:
     member: str
@@ -140,6 +152,7 @@ class SecAggMember:
         self.clipped = 0
         self.statement: NormStatement | None = None
         self._commitment = b""
+        self._contribution: _Contribution | None = None
         # The checked aggregate (update sum, then weight sum) once an opening verified.
         self.verified_total: np.ndarray | None = None
 
@@ -164,6 +177,38 @@ class SecAggMember:
         lo, hi = sorted((self.member, peer))
         return derive(self._pair_secret[peer], "secagg/mask-seed",
                       pair_context(self.consortium, self.round, lo, hi))  # fmt: skip
+
+    # --- work ahead of the next message ------------------------------------------------------
+    def prepare(self) -> bool:
+        """Compute the contribution (encoded words, commitment, proof, signature) ahead: it
+        depends only on the update and the setup, not on the key exchange, so a driver with
+        idle time (its key-exchange replies in flight) calls this and the masked-input stage
+        only masks. Otherwise that stage computes it. Returns whether there was work."""
+        if self._contribution is not None or self.stage not in (
+            Stage.KEYS, Stage.ENCAPS, Stage.SHARES
+        ):  # fmt: skip
+            return False
+        self._contribution = self._contribute()
+        return True
+
+    def _contribute(self) -> _Contribution:
+        fp = self.fixed_point
+        vector = self.vector
+        if self.statement is not None:
+            vector = contrib.l2_clip(vector, self._norm_bound, self.weight, fp.scale_bits,
+                                     len(vector))  # fmt: skip
+        words, clipped = fp.encode(vector, self.weight, self.rng)
+        for shrink in (1e-6, 1e-4, 1e-2):  # float rounding at the very edge: never in practice
+            if self.statement is None or contrib.within_bound(self.statement, words):
+                break
+            vector = vector * (1 - shrink)
+            words, clipped = fp.encode(vector, self.weight, self.rng)
+        if self.statement is None:
+            return _Contribution(words, clipped)
+        words, commitment, proof, signature = contrib.contribute(
+            self.consortium, self.round, self.member, self.identity, self.statement, words
+        )
+        return _Contribution(words, clipped, commitment, proof, signature)
 
     # --- the protocol -----------------------------------------------------------------------
     def receive(self, msg: Message) -> list[Message]:
@@ -351,22 +396,9 @@ class SecAggMember:
         # Mask with exactly the neighbours whose shares arrived: they completed the exchange,
         # so (with an honest relay) they mask with this member too.
         fp = self.fixed_point
-        vector = self.vector
-        if self.statement is not None:
-            vector = contrib.l2_clip(vector, self._norm_bound, self.weight, fp.scale_bits,
-                                     len(vector))  # fmt: skip
-        words, self.clipped = fp.encode(vector, self.weight, self.rng)
-        for shrink in (1e-6, 1e-4, 1e-2):  # float rounding at the very edge: never in practice
-            if self.statement is None or contrib.within_bound(self.statement, words):
-                break
-            vector = vector * (1 - shrink)
-            words, self.clipped = fp.encode(vector, self.weight, self.rng)
-        proof = b""
-        signature = b""
-        if self.statement is not None:
-            words, self._commitment, proof, signature = contrib.contribute(
-                self.consortium, self.round, self.member, self.identity, self.statement, words
-            )
+        mine = self._contribution or self._contribute()
+        self._contribution = None
+        words, self.clipped, self._commitment = mine.words, mine.clipped, mine.commitment
         n = len(words)
         y = words + expand_mask(self._self_seed, n, fp)
         for w in sorted(self._received):
@@ -375,7 +407,7 @@ class SecAggMember:
         self.stage = Stage.CONSISTENCY
         reply = MaskedInput(
             round=self.round, clipped=self.clipped, masked=y.astype(fp.dtype),
-            commitment=self._commitment, proof=proof, signature=signature,
+            commitment=self._commitment, proof=mine.proof, signature=mine.signature,
         )  # fmt: skip
         return [reply]
 

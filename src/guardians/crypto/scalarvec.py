@@ -1,0 +1,157 @@
+"""Long vectors of BLS12-381 scalars as packed bytes, with the arithmetic a proof needs done
+in numpy instead of one Python integer at a time.
+
+A vector of n scalars is ``bytes`` of 32·n: each entry canonical (< r), little-endian. Viewed
+as an (n, 16) array of 16-bit limbs, products of two limbs are below 2^32, so float64 matrix
+products stay exact (below 2^53) while they sum at most 2^20 rows at a time; larger vectors
+are processed in chunks of that many rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from guardians.crypto.bls import ORDER, SCALAR_BYTES
+from guardians.crypto.group import InvalidEncodingError
+
+LIMBS = SCALAR_BYTES // 2
+_CHUNK_ROWS = 1 << 20
+# r as four little-endian 64-bit words, for the vectorized "is canonical" test.
+_ORDER_WORDS = [(ORDER >> (64 * i)) & 0xFFFF_FFFF_FFFF_FFFF for i in range(4)]
+_MASK_255 = np.uint64((1 << 63) - 1)
+
+
+def _words(raw: bytes | np.ndarray, n: int) -> np.ndarray:
+    return np.frombuffer(raw, dtype="<u8", count=4 * n).reshape(n, 4)
+
+
+def below_order(raw: bytes, n: int) -> np.ndarray:
+    """For each 32-byte entry, whether it is below r (lexicographic over 64-bit words)."""
+    w = _words(raw, n)
+    lt = np.zeros(n, dtype=bool)
+    eq = np.ones(n, dtype=bool)
+    for i in (3, 2, 1, 0):
+        o = np.uint64(_ORDER_WORDS[i])
+        lt |= eq & (w[:, i] < o)
+        eq &= w[:, i] == o
+    return lt
+
+
+def from_bytes(raw: bytes, n: int) -> bytes:
+    """Check ``raw`` holds exactly n canonical scalars; returns it (as bytes)."""
+    if len(raw) != SCALAR_BYTES * n:
+        raise InvalidEncodingError(f"{n} scalars are {SCALAR_BYTES * n} bytes, got {len(raw)}")
+    ok = below_order(raw, n)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise InvalidEncodingError(f"scalar {i} is non-canonical (not below the group order)")
+    return bytes(raw)
+
+
+def random(n: int) -> bytes:
+    """n scalars uniform in [0, r) from the OS CSPRNG: 255-bit candidates below r are kept
+    (about 91% are), so the result is exactly uniform."""
+    out = np.empty((0, 4), dtype="<u8")
+    while len(out) < n:
+        want = n - len(out)
+        cand = np.frombuffer(os.urandom(32 * (want + want // 8 + 16)), dtype="<u8").reshape(-1, 4)
+        cand = cand.copy()
+        cand[:, 3] &= _MASK_255
+        keep = below_order(cand.tobytes(), len(cand))
+        out = np.concatenate([out, cand[keep]])
+    return out[:n].tobytes()
+
+
+def from_ints(values: Sequence[int]) -> bytes:
+    return b"".join((v % ORDER).to_bytes(SCALAR_BYTES, "little") for v in values)
+
+
+def to_ints(raw: bytes) -> list[int]:
+    return [int.from_bytes(raw[i : i + SCALAR_BYTES], "little")
+            for i in range(0, len(raw), SCALAR_BYTES)]  # fmt: skip
+
+
+def limbs(raw: bytes) -> np.ndarray:
+    """(n, 16) float64 array of the 16-bit limbs, least significant first."""
+    return np.frombuffer(raw, dtype="<u2").reshape(-1, LIMBS).astype(np.float64)
+
+
+def _combine_limb_sums(sums: np.ndarray) -> int:
+    """Σₖ sums[k]·2^(16k) as an exact integer (entries are exact non-negative integers)."""
+    return sum(int(x) << (16 * k) for k, x in enumerate(sums.tolist()))
+
+
+def sum_squares(raw: bytes) -> int:
+    """Σ zᵢ² mod r, from the Gram matrix of the limb columns."""
+    total = 0
+    step = SCALAR_BYTES * _CHUNK_ROWS
+    for s in range(0, len(raw), step):
+        lb = limbs(raw[s : s + step])
+        gram = (lb.T @ lb).tolist()  # Σᵢ limbₖ·limbₗ, exact below 2^53
+        for k in range(LIMBS):
+            for m in range(LIMBS):
+                total += int(gram[k][m]) << (16 * (k + m))
+    return total % ORDER
+
+
+def project(rows: np.ndarray, raw: bytes) -> list[int]:
+    """A·z mod r for a 0/1 matrix A (k × n) and the scalar vector z."""
+    k, n = rows.shape
+    acc = np.zeros((k, LIMBS), dtype=np.int64)  # < 2^36 per chunk, ≤ 2^10 chunks
+    for s in range(0, n, _CHUNK_ROWS):
+        lb = limbs(raw[SCALAR_BYTES * s : SCALAR_BYTES * (s + _CHUNK_ROWS)])
+        acc += (rows[:, s : s + _CHUNK_ROWS].astype(np.float64) @ lb).astype(np.int64)
+    return [_combine_limb_sums(r) % ORDER for r in acc]
+
+
+def dot_small(raw: bytes, x: np.ndarray) -> int:
+    """Σ zᵢ·xᵢ mod r for signed 64-bit integers x: x in four 16-bit limbs (the top one
+    signed), so each limb product is below 2^32 in magnitude."""
+    x = np.asarray(x, dtype=np.int64)
+    xl = np.stack([(x >> s) & 0xFFFF for s in (0, 16, 32)] + [x >> 48], axis=1)
+    total = 0
+    for s in range(0, len(x), _CHUNK_ROWS):
+        lb = limbs(raw[SCALAR_BYTES * s : SCALAR_BYTES * (s + _CHUNK_ROWS)])
+        m = (lb.T @ xl[s : s + _CHUNK_ROWS].astype(np.float64)).tolist()
+        for k in range(LIMBS):
+            for j in range(4):
+                total += int(m[k][j]) << (16 * (k + j))
+    return total % ORDER
+
+
+def combined_width(count: int, weight_bits: int = 128) -> int:
+    """Bytes per entry of :func:`combine`'s output for ``count`` vectors."""
+    return -(-(SCALAR_BYTES * 8 + weight_bits + count.bit_length()) // 8)
+
+
+def combine(raws: Sequence[bytes], weights: Sequence[int], weight_bits: int = 128) -> bytes:
+    """Σᵤ weightsᵤ·zᵤ per entry, not reduced, little-endian in :func:`combined_width` bytes (a
+    binding that reduces mod r on input takes it as is; shorter inputs reduce faster).
+    Weights are below 2^weight_bits."""
+    if len(raws) != len(weights) or not raws:
+        raise ValueError("one weight per vector, at least one vector")
+    wl = -(-weight_bits // 16)
+    if any(not 0 <= w < 1 << weight_bits for w in weights):
+        raise ValueError(f"weights must be in [0, 2^{weight_bits})")
+    if len(raws) * min(LIMBS, wl) >= 1 << 20:
+        raise ValueError("too many vectors to combine exactly")
+    n = len(raws[0]) // SCALAR_BYTES
+    if LIMBS + wl + 2 > 32:
+        raise ValueError("weights too wide for 64-byte entries")
+    acc = np.zeros((n, LIMBS + wl), dtype=np.float64)
+    for raw, w in zip(raws, weights, strict=True):
+        wlimbs = [(w >> (16 * j)) & 0xFFFF for j in range(wl)]
+        toeplitz = np.zeros((LIMBS, LIMBS + wl))
+        for k in range(LIMBS):
+            toeplitz[k, k : k + wl] = wlimbs
+        acc += limbs(raw) @ toeplitz  # each entry < 2^32·min(16, wl) per vector: exact
+    res = np.zeros((n, 32), dtype=np.int64)
+    res[:, : LIMBS + wl] = acc.astype(np.int64)
+    for j in range(31):  # carry propagation, vectorized over entries
+        res[:, j + 1] += res[:, j] >> 16
+        res[:, j] &= 0xFFFF
+    width = combined_width(len(raws), weight_bits)
+    return res.astype("<u2").view(np.uint8)[:, :width].tobytes()
