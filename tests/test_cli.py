@@ -169,6 +169,11 @@ def test_bench_zk_reports_the_keys_and_a_verified_round():
     # A ratio of two timings: reported, never asserted against a threshold.
     assert res["round_overhead_vs_plaintext"] == rnd["round_overhead_vs_plaintext"] > 0
     assert rnd["verifiable"]["steps_max_s"]["secagg/aggregate-opening"] > 0
+    # Members computed their contributions during the key exchange, timed apart.
+    assert rnd["verifiable"]["steps_max_s"]["idle/contribution"] > 0
+    assert 0 < rnd["verifiable"]["round_ahead_s"] < rnd["verifiable"]["round_s"]
+    assert rnd["break_even_plaintext_round_s"] == pytest.approx(rnd["proof_added_s"] / 2)
+    assert res["commitment_vs_plaintext_round"] > 0
     assert res["anchor"]["prove_us_per_param"] == pytest.approx(60.27, abs=0.01)
 
 

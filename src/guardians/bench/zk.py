@@ -228,6 +228,10 @@ def bench_round(
         # The same with each contribution computed during the key exchange (off the critical
         # path): a latency figure for deployments whose key exchange outlasts that work.
         "round_overhead_contribution_ahead": results["verifiable"]["round_ahead_s"] / plain,
+        # What proofs add to a round, and the plaintext round (i.e. local training) at which
+        # the verifiable round would be exactly 3× it: (P + added) / P = 3.
+        "proof_added_s": results["verifiable"]["round_s"] - plain,
+        "break_even_plaintext_round_s": (results["verifiable"]["round_s"] - plain) / 2,
         "secagg_overhead_vs_plaintext": results["secagg"]["round_s"] / plain,
         "proof_overhead_vs_secagg": results["verifiable"]["round_s"] / results["secagg"]["round_s"],
     }
@@ -265,4 +269,7 @@ def bench_zk(
                           rounds=rounds, seed=seed, progress=progress)  # fmt: skip
         out["round"] = rnd
         out["round_overhead_vs_plaintext"] = rnd["round_overhead_vs_plaintext"]
+        # A floor for any design that commits to each coordinate in a prime-order group: one
+        # member's commitment alone (small scalars, the cheapest MSM) against the whole round.
+        out["commitment_vs_plaintext_round"] = head["commit_s"] / rnd["plaintext"]["round_s"]
     return out
