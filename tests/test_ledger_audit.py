@@ -6,7 +6,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from guardians.engine.audit import AuditTrail
+from guardians.engine.audit import AuditTrail, LocalWitnesses
 from guardians.ledger.audit import verify_log_dir
 from guardians.ledger.note import SignedNote
 from guardians.protocol.round import RoundResult
@@ -16,13 +16,14 @@ MEMBERS = [f"member-{i}" for i in range(4)]
 
 def make_log(path, rounds=6, seed=0):
     trail = AuditTrail(path, "test.example/log", MEMBERS)
-    trail.admit(dict.fromkeys(MEMBERS, b""))
+    witnesses = LocalWitnesses("test", MEMBERS)
+    trail.admit({m: k.verify_key.raw for m, k in witnesses.identities.items()})
     rng = np.random.default_rng(seed)
     for r in range(1, rounds + 1):
         res = RoundResult(round=r, params=rng.normal(size=10).astype(np.float32),
                           contributors=tuple(MEMBERS), samples=100, mean_loss=0.1)  # fmt: skip
         trail.record_round(res, rule="fedavg", privacy="secagg")
-        trail.checkpoint(timestamp=1_700_000_000 + r)
+        witnesses.checkpoint(trail, timestamp=1_700_000_000 + r)
     trail.close()
     return path
 

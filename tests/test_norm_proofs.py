@@ -355,6 +355,8 @@ def test_combined_scalars_are_exact_and_feed_the_msm():
         scalarvec.combine([scalarvec.from_ints(vecs[0])], [2**128])
     with pytest.raises(ValueError):
         bls.msm_packed(pts, out[:-1], width)
+    with pytest.raises(ValueError, match="different lengths"):
+        scalarvec.combine([scalarvec.from_ints([1, 2, 3]), scalarvec.from_ints([10])], [1, 1])
 
 
 def test_packed_scalars_must_be_canonical():

@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from guardians import codec
 from guardians.cli import app as cli_app
-from guardians.engine.audit import AuditTrail
+from guardians.engine.audit import AuditTrail, LocalWitnesses
 from guardians.ledger.checkpoint import TransparencyLog, Witness
 from guardians.ledger.entries import Incident, ModelPromoted, RoundCommitted
 from guardians.ledger.merkle import RootMismatchError, verify_inclusion
@@ -99,7 +99,9 @@ class LiveLog:
     def __init__(self, root: Path) -> None:
         self.dir = root
         self.trail = AuditTrail(root / "ledger", "portal-test.example/live", self.MEMBERS)
-        self.trail.admit({m: digest("identity", m) for m in self.MEMBERS})
+        self.witnesses = LocalWitnesses("portal-test", self.MEMBERS)
+        self.trail.admit({m: k.verify_key.raw for m, k in self.witnesses.identities.items()})
+        self.witnesses.enrol(self.trail)
         # The founder hands the genesis trust to auditors: that copy is the pinned one.
         shutil.copy(root / "ledger" / "trust.json", root / "trust.json")
         self.rounds = 0
@@ -120,7 +122,7 @@ class LiveLog:
             ModelPromoted(version=self.rounds, model_hash=model),
         )
         self.clock += 1
-        self.trail.checkpoint(timestamp=self.clock)
+        self.witnesses.checkpoint(self.trail, timestamp=self.clock)
 
 
 # --- the API --------------------------------------------------------------------------------
@@ -380,7 +382,7 @@ def test_growing_log_and_rewritten_history(tmp_path):
     log = TransparencyLog(fork, live.trail.origin, live.trail.log.signer)
     note = log.checkpoint()
     verifier = {live.trail.origin: live.trail.log.signer.verifier()}
-    for w in live.trail.witnesses.values():
+    for w in live.witnesses.witnesses.values():
         note = Witness(w.cosigner, verifier).add_checkpoint(0, [], note, live.clock + 1)
     fork.close()
     shutil.copy(tmp_path / "fork.db", live.dir / "ledger" / "log.db")

@@ -145,6 +145,15 @@ def test_a_contribution_computed_ahead_is_the_one_masked(keys):
     assert not m.prepare()  # nothing left to do after the masked input
 
 
+def test_a_contribution_failing_ahead_fails_the_masked_input_stage(keys):
+    v = Verifiable(keys)
+    v.members["m0"].vector = np.full(D, np.nan)
+    with pytest.raises(RemoteProtocolError, match="non-finite"):
+        v.run(ahead=frozenset({"m0"}))
+    assert v.prepared == {"m0": 1}  # the failure was kept, not raised by prepare()
+    assert not v.members["m0"].prepare()  # and not recomputed
+
+
 def test_updates_above_the_bound_are_scaled_into_it(keys):
     vectors = {m: np.full(D, 0.1) for m in NAMES[:5]}
     vectors["m2"] = np.full(D, 3.0)  # norm ≈ 10.4, far above the bound of 1

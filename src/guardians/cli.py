@@ -39,6 +39,10 @@ console = Console(stderr=True)
 out = Console()
 
 
+def _secs(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f} s"
+
+
 def _jsonable(x: Any) -> Any:
     """Strict JSON: NaN and infinities become null; numpy scalars become Python numbers."""
     if isinstance(x, dict):
@@ -341,7 +345,7 @@ def demo(
         verified = sum(r["verified"] for r in main["federated"]["per_round"])
         out.print(
             f"contribution proofs (‖update‖₂ ≤ {cost['norm_bound']:g}, {cost['params']:,} "
-            f"params): {cost.get('contribution_s_per_member_round') or 0.0:.3f} s per member "
+            f"params): {_secs(cost.get('contribution_s_per_member_round'))} per member "
             f"per round to encode, commit and prove (during the key exchange) and "
             f"{cost['masked_input_s_per_member_round']:.3f} s to mask "
             f"(local training {cost['train_s_per_member_round']:.3f} s), "

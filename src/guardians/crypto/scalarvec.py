@@ -97,13 +97,21 @@ def sum_squares(raw: bytes) -> int:
     return total % ORDER
 
 
+_PROJECT_BLOCK = (32, 1 << 16)  # rows × columns of A converted to float64 at once: 16 MiB
+
+
 def project(rows: np.ndarray, raw: bytes) -> list[int]:
     """A·z mod r for a 0/1 matrix A (k × n) and the scalar vector z."""
     k, n = rows.shape
-    acc = np.zeros((k, LIMBS), dtype=np.int64)  # < 2^36 per chunk, ≤ 2^10 chunks
-    for s in range(0, n, _CHUNK_ROWS):
-        lb = limbs(raw[SCALAR_BYTES * s : SCALAR_BYTES * (s + _CHUNK_ROWS)])
-        acc += (rows[:, s : s + _CHUNK_ROWS].astype(np.float64) @ lb).astype(np.int64)
+    if len(raw) != SCALAR_BYTES * n:
+        raise ValueError(f"{k} × {n} matrix and {len(raw) // SCALAR_BYTES} scalars")
+    acc = np.zeros((k, LIMBS), dtype=np.int64)  # every block sum < 2^32·2^16: exact, no overflow
+    bk, bn = _PROJECT_BLOCK
+    for s in range(0, n, bn):
+        lb = limbs(raw[SCALAR_BYTES * s : SCALAR_BYTES * (s + bn)])
+        for j in range(0, k, bk):
+            block = rows[j : j + bk, s : s + bn].astype(np.float64)
+            acc[j : j + bk] += (block @ lb).astype(np.int64)
     return [_combine_limb_sums(r) % ORDER for r in acc]
 
 
@@ -129,8 +137,8 @@ def combined_width(count: int, weight_bits: int = 128) -> int:
 
 def combine(raws: Sequence[bytes], weights: Sequence[int], weight_bits: int = 128) -> bytes:
     """Σᵤ weightsᵤ·zᵤ per entry, not reduced, little-endian in :func:`combined_width` bytes (a
-    binding that reduces mod r on input takes it as is; shorter inputs reduce faster).
-    Weights are below 2^weight_bits."""
+    binding that reduces mod r on input takes it as is, and converts a shorter input faster
+    than a 64-byte one). Weights are below 2^weight_bits."""
     if len(raws) != len(weights) or not raws:
         raise ValueError("one weight per vector, at least one vector")
     wl = -(-weight_bits // 16)
@@ -139,6 +147,8 @@ def combine(raws: Sequence[bytes], weights: Sequence[int], weight_bits: int = 12
     if len(raws) * min(LIMBS, wl) >= 1 << 20:
         raise ValueError("too many vectors to combine exactly")
     n = len(raws[0]) // SCALAR_BYTES
+    if any(len(raw) != SCALAR_BYTES * n for raw in raws):
+        raise ValueError("vectors of different lengths")
     if LIMBS + wl + 2 > 32:
         raise ValueError("weights too wide for 64-byte entries")
     acc = np.zeros((n, LIMBS + wl), dtype=np.float64)

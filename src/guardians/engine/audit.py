@@ -3,9 +3,13 @@ each checkpoint is cosigned by every member's witness, and the result is written
 directory that ``guardians audit verify`` (or anyone holding the consortium's trust file) can
 check without trusting the log operator.
 
-In this embedded engine every party runs in one process, so the witnesses' keys and state live
-here too; in a deployment each member runs its own witness, with its own long-lived keys and
-persisted state, on its side of the network (not built yet).
+The log operator (the coordinator) holds no witness key. Each member's witness
+(:class:`guardians.protocol.witness.MemberWitness`, inside its node) announces its keys attested
+by the member's identity key, and cosigns through the transport like any other protocol
+message: :meth:`AuditTrail.cosign_requests` builds each witness's request,
+:meth:`AuditTrail.publish` checks the cosignatures that came back and publishes the checkpoint
+once a quorum holds. :class:`LocalWitnesses` runs every member's witness in one process, for
+tools and tests that hold a whole consortium.
 
 Directory layout::
 
@@ -23,18 +27,33 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from guardians import codec
+from guardians.crypto.sign import SigningKey
 from guardians.ledger.anchor import Anchor
-from guardians.ledger.checkpoint import TransparencyLog, Witness
+from guardians.ledger.checkpoint import Checkpoint, CheckpointError, TransparencyLog
 from guardians.ledger.entries import Incident, MemberAdmitted, ModelPromoted, RoundCommitted
-from guardians.ledger.note import Cosigner, NoteSigner, SignedNote
+from guardians.ledger.note import (
+    NoteError,
+    NoteSignature,
+    NoteSigner,
+    SignedNote,
+    verify_cosignature,
+)
 from guardians.ledger.store import LogStore, StoreError
 from guardians.protocol.round import RoundResult
+from guardians.protocol.witness import (
+    Cosignature,
+    CosignRequest,
+    MemberWitness,
+    WitnessKey,
+    WitnessKeyRequest,
+    trust_entry,
+)
 
 
 def model_hash(params: np.ndarray) -> bytes:
@@ -57,18 +76,17 @@ class AuditTrail:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         if (self.dir / "log.db").exists():
-            # Keys and witness state live in this object: reopening would mint new ones and
-            # silently re-found the log. A new consortium gets a new directory.
+            # The log key lives in this object: reopening would mint a new one and silently
+            # re-found the log. A new consortium gets a new directory.
             raise StoreError(f"{self.dir} already holds a log; use a new directory")
         self.origin = origin
         self.log = TransparencyLog(LogStore(self.dir / "log.db"), origin, NoteSigner(origin))
-        verifier = {origin: self.log.signer.verifier()}
-        self.witnesses = {
-            m: Witness(Cosigner(f"{m}.witness.{origin.split('/')[0]}"), verifier) for m in members
-        }
-        self.quorum = quorum or (len(self.witnesses) // 2 + 1)
+        self.members = list(members)
+        self.quorum = quorum or (len(self.members) // 2 + 1)
+        self.witnesses: dict[str, WitnessKey] = {}  # enrolled: member → attested keys
+        self.consortium = ""  # the name the witnesses' attestations are bound to
+        self._witnessed: dict[str, int] = {}  # the size each witness last cosigned
         self.latest: SignedNote | None = None
-        self._witnessed = 0
         self.anchor = anchor
         self.anchor_accounts = anchor_accounts or ([anchor.submitter] if anchor else [])
         self.anchored: list[dict[str, object]] = []
@@ -82,20 +100,98 @@ class AuditTrail:
                 "name": self.log.signer.name,
                 "ed25519": base64.b64encode(self.log.signer.public_key).decode(),
             },
-            "witnesses": [
-                {
-                    "member": m,
-                    "name": w.cosigner.key.name,
-                    "ed25519": base64.b64encode(w.cosigner.key.ed25519).decode(),
-                    "mldsa44": base64.b64encode(w.cosigner.key.mldsa44).decode(),
-                }
-                for m, w in self.witnesses.items()
-            ],
+            "witnesses": [trust_entry(m, wk) for m, wk in self.witnesses.items()],
             "quorum": self.quorum,
         }
+        if self.consortium:
+            trust["consortium"] = self.consortium
         if self.anchor is not None:
             trust["anchor"] = {"contract": self.anchor.address, "chain": self.chain}
         (self.dir / "trust.json").write_text(json.dumps(trust, indent=2) + "\n")
+
+    # --- witnesses ------------------------------------------------------------------------
+    def enrol(self, keys: Mapping[str, WitnessKey], consortium: str) -> None:
+        """List the members' witness keys (their attestations for ``consortium`` already
+        checked against the members' identity keys) in the trust file. Enough of them must
+        exist for the quorum."""
+        unknown = sorted(set(keys) - set(self.members))
+        if unknown:
+            raise CheckpointError(f"witness keys from non-members: {unknown}")
+        if len(keys) < self.quorum:
+            raise CheckpointError(f"{len(keys)} witnesses enrolled: quorum {self.quorum} "
+                                  "is impossible")  # fmt: skip
+        self.witnesses = dict(keys)
+        self.consortium = consortium
+        self._witnessed = dict.fromkeys(keys, 0)
+        self._write_trust()
+
+    def cosign_requests(self) -> tuple[SignedNote, dict[str, CosignRequest]]:
+        """Sign a checkpoint of the log as it stands; one cosign request per enrolled witness,
+        each with a consistency proof from the size that witness last cosigned."""
+        if not self.witnesses:
+            raise CheckpointError("no witnesses enrolled")
+        note = self.log.checkpoint()
+        size = self.log.store.size
+        signer = self.log.signer
+        reqs = {}
+        for m in self.witnesses:
+            old = self._witnessed[m]
+            proof = self.log.store.consistency_proof(old, size) if 0 < old < size else []
+            reqs[m] = CosignRequest(
+                log_name=signer.name, log_key=signer.public_key, old_size=old,
+                proof=tuple(proof), note=note.format(),
+            )  # fmt: skip
+        return note, reqs
+
+    def publish(
+        self, note: SignedNote, replies: Mapping[str, Cosignature]
+    ) -> tuple[SignedNote | None, dict[str, str]]:
+        """Add the valid cosignatures among ``replies`` to ``note``; with a quorum, publish it
+        (the checkpoint file, and an anchor when the log grew). Returns the published note
+        (None without a quorum) and, per member, what was wrong with its reply."""
+        cp = Checkpoint.parse_text(note.text)
+        problems: dict[str, str] = {}
+        sigs: list[NoteSignature] = []
+        for m, reply in replies.items():
+            wk = self.witnesses.get(m)
+            if wk is None:
+                problems[m] = "a cosignature from a member that is not an enrolled witness"
+                continue
+            try:
+                got = SignedNote.parse(reply.note)
+                if got.text != note.text:
+                    raise NoteError("it cosigned another checkpoint")
+                mine = tuple(s for s in got.signatures if s.name == wk.name)
+                if not mine or not verify_cosignature(SignedNote(note.text, mine), wk.key,
+                                                      cp.origin, cp.size, cp.root,
+                                                      require_pq=True):  # fmt: skip
+                    raise NoteError("no valid ML-DSA-44 cosignature")
+            except NoteError as exc:
+                problems[m] = f"invalid cosignature: {exc}"
+                continue
+            sigs.extend(mine)
+            self._witnessed[m] = cp.size
+        if len(self._cosigners(sigs)) < self.quorum:
+            return None, problems
+        note = note.with_signatures(*sigs)
+        self.latest = note
+        (self.dir / "checkpoint").write_text(note.format())
+        size = cp.size
+        if self.anchor is not None and size > (self.anchored[-1]["size"] if self.anchored else 0):
+            # Members take turns submitting: no single account is the anchor's gatekeeper.
+            sender = self.anchor_accounts[len(self.anchored) % len(self.anchor_accounts)]
+            root = self.log.store.root()
+            tx = self.anchor.submit(self.origin, size, root, sender=sender)
+            self.anchored.append({"size": size, "root": root.hex(), "tx": tx, "from": sender})
+            (self.dir / "anchor.json").write_text(json.dumps({
+                "chain": self.chain, "contract": self.anchor.address,
+                "submitters": self.anchor_accounts, "anchored": self.anchored,
+            }, indent=2) + "\n")  # fmt: skip
+        return note, problems
+
+    @staticmethod
+    def _cosigners(sigs: Iterable[NoteSignature]) -> set[str]:
+        return {s.name for s in sigs}
 
     def append(self, *entries: codec.Message) -> None:
         self.log.store.append_batch(codec.encode(e) for e in entries)
@@ -138,32 +234,42 @@ class AuditTrail:
         self.append(Incident(round=round, member=member, kind=kind,
                              detail=detail[:500], evidence_hash=digest))  # fmt: skip
 
-    def checkpoint(self, timestamp: int | None = None) -> SignedNote:
-        """Sign a checkpoint and have every member's witness cosign it."""
-        ts = int(time.time()) if timestamp is None else timestamp
-        note = self.log.checkpoint()
-        old = self._witnessed
-        size = self.log.store.size
-        proof = self.log.store.consistency_proof(old, size) if 0 < old < size else []
-        for w in self.witnesses.values():
-            note = w.add_checkpoint(old, proof, note, ts)
-        self._witnessed = size
-        self.latest = note
-        (self.dir / "checkpoint").write_text(note.format())
-        if self.anchor is not None and size > (self.anchored[-1]["size"] if self.anchored else 0):
-            # Members take turns submitting: no single account is the anchor's gatekeeper.
-            sender = self.anchor_accounts[len(self.anchored) % len(self.anchor_accounts)]
-            root = self.log.store.root()
-            tx = self.anchor.submit(self.origin, size, root, sender=sender)
-            self.anchored.append({"size": size, "root": root.hex(), "tx": tx, "from": sender})
-            (self.dir / "anchor.json").write_text(json.dumps({
-                "chain": self.chain, "contract": self.anchor.address,
-                "submitters": self.anchor_accounts, "anchored": self.anchored,
-            }, indent=2) + "\n")  # fmt: skip
-        return note
-
     def close(self) -> None:
         self.log.store.close()
+
+
+class LocalWitnesses:
+    """Every member's witness in this process, each with its own identity key: for tools and
+    tests that hold a whole consortium. A deployment's witnesses run in the members' nodes."""
+
+    def __init__(self, consortium: str, members: Iterable[str]) -> None:
+        self.consortium = consortium
+        self.identities = {m: SigningKey.generate() for m in members}
+        self.witnesses = {m: MemberWitness(m, consortium, k) for m, k in self.identities.items()}
+
+    def enrol(self, trail: AuditTrail) -> None:
+        keys = {}
+        for m, w in self.witnesses.items():
+            (reply,) = w.receive(WitnessKeyRequest(origin=trail.origin), 0)
+            assert isinstance(reply, WitnessKey)
+            keys[m] = reply
+        trail.enrol(keys, self.consortium)
+
+    def checkpoint(self, trail: AuditTrail, timestamp: int | None = None) -> SignedNote:
+        """Have every witness cosign the trail's current checkpoint, and publish it."""
+        if not trail.witnesses:
+            self.enrol(trail)
+        now = int(time.time()) if timestamp is None else timestamp
+        note, reqs = trail.cosign_requests()
+        replies: dict[str, Cosignature] = {}
+        for m, req in reqs.items():
+            (reply,) = self.witnesses[m].receive(req, now)
+            assert isinstance(reply, Cosignature)
+            replies[m] = reply
+        published, problems = trail.publish(note, replies)
+        if published is None:
+            raise CheckpointError(f"no witness quorum: {problems}")
+        return published
 
 
 def found_trail(

@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guardians.codec import Message
+from guardians.crypto.errors import CryptoError
 from guardians.engine.audit import AuditTrail
 from guardians.errors import RemoteProtocolError, RoundAbortedError
+from guardians.ledger import attestation
+from guardians.ledger.checkpoint import CheckpointError
 from guardians.node.coordinator import CoordinatorNode
 from guardians.protocol.messages import DriftReport
 from guardians.protocol.round import RoundResult, Send
+from guardians.protocol.witness import Cosignature, WitnessKey, WitnessKeyRequest
 
 COORDINATOR = "coordinator"
 # The step under which a member's work ahead of the next message (MemberNode.idle: its
@@ -98,7 +102,7 @@ class Federation(ABC):
             self.incident(Incident(round, COORDINATOR, str(exc), kind="round-aborted"))
             if self.audit is not None:
                 self._log_incidents()
-                self.audit.checkpoint()
+                self._checkpoint(round)
             raise
 
     def standardize(self) -> None:
@@ -140,7 +144,7 @@ class Federation(ABC):
             self._log_incidents()
             self.audit.record_round(result, rule=self.coordinator.rule,
                                     privacy=self.coordinator.privacy)  # fmt: skip
-            self.audit.checkpoint()
+            self._checkpoint(round)
         self.on_stage(round, "model")
         for member, reply in self.exchange(round, "model", sends):
             if isinstance(reply, DriftReport):
@@ -149,6 +153,65 @@ class Federation(ABC):
                     self.incident(Incident(round, member, why, kind="drift"))
         self.run_record.rounds.append(result)
         return result
+
+    def _enrol_witnesses(self, round: int) -> None:
+        """Ask every member's witness for its keys; list those whose attestation by the
+        member's identity key checks out (the trust file auditors pin)."""
+        assert self.audit is not None
+        origin = self.audit.origin
+        req = WitnessKeyRequest(origin=origin)
+        self.on_stage(round, "witness-keys")
+        keys: dict[str, WitnessKey] = {}
+        for member, reply in self.exchange(round, "witness-keys",
+                                           [Send(m, req) for m in self.audit.members]):  # fmt: skip
+            identity = self.coordinator.directory.get(member)
+            if not isinstance(reply, WitnessKey) or reply.origin != origin or member in keys:
+                self.incident(Incident(round, member, f"unexpected {reply.KIND} for the witness "
+                                       "key request", kind="witness"))  # fmt: skip
+                continue
+            try:
+                if identity is None:
+                    raise CryptoError("no identity key on record")
+                attestation.check(self.coordinator.consortium, member, identity, origin,
+                                  reply.key, reply.attestation)  # fmt: skip
+            except CryptoError as exc:
+                self.incident(Incident(round, member, f"witness key not attested: {exc}",
+                                       kind="witness"))  # fmt: skip
+                continue
+            keys[member] = reply
+        self.audit.enrol(keys, self.coordinator.consortium)
+
+    def _checkpoint(self, round: int) -> None:
+        """Sign a checkpoint and have the members' own witnesses cosign it; it is published
+        once a quorum of valid cosignatures came back."""
+        assert self.audit is not None
+        try:
+            if not self.audit.witnesses:
+                self._enrol_witnesses(round)
+            note, reqs = self.audit.cosign_requests()
+        except CheckpointError as exc:
+            # Too few members reachable to witness: the entries stay on the log, but no
+            # checkpoint vouches for them until a quorum of witnesses does.
+            self.incident(Incident(round, COORDINATOR, f"checkpoint not published: {exc}",
+                                   kind="checkpoint-unwitnessed"))  # fmt: skip
+            return
+        self.on_stage(round, "cosign")
+        got: dict[str, Cosignature] = {}
+        for member, reply in self.exchange(round, "cosign",
+                                           [Send(m, r) for m, r in reqs.items()]):  # fmt: skip
+            if isinstance(reply, Cosignature) and member not in got:
+                got[member] = reply
+            else:
+                self.incident(Incident(round, member, f"unexpected {reply.KIND} for a cosign "
+                                       "request", kind="witness"))  # fmt: skip
+        published, problems = self.audit.publish(note, got)
+        for member, why in problems.items():
+            self.incident(Incident(round, member, why, kind="witness"))
+        if published is None:
+            self.incident(Incident(
+                round, COORDINATOR, f"checkpoint not published: {len(got) - len(problems)} "
+                f"valid cosignatures, quorum {self.audit.quorum}", kind="checkpoint-unwitnessed",
+            ))  # fmt: skip
 
     def _log_incidents(self) -> None:
         """Put every incident not yet on the audit log there (drift reports arrive after a
@@ -168,5 +231,5 @@ class Federation(ABC):
                 on_round(result)
         if self.audit is not None and self._logged < len(self.run_record.incidents):
             self._log_incidents()
-            self.audit.checkpoint()
+            self._checkpoint(start + rounds - 1)
         return self.run_record

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from guardians import codec
+from guardians.crypto.sign import VerifyKey
 from guardians.errors import GuardiansError
-from guardians.ledger import entries as _entries  # noqa: F401 - registers the entry kinds
+from guardians.ledger import attestation
+from guardians.ledger import entries as _entries
 from guardians.ledger.anchor import Anchor
 from guardians.ledger.checkpoint import Checkpoint, accept_checkpoint
 from guardians.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
@@ -67,6 +69,33 @@ def load_trust(
     if not 1 <= quorum <= len({w.name for w in wits}):
         raise ValueError(f"quorum {quorum} impossible with {len(wits)} witnesses")
     return t["origin"], log, wits, quorum, t.get("anchor")
+
+
+def _check_attestations(report: AuditReport, trust_path: Path, admitted: dict[str, bytes]) -> None:
+    """Every witness in the trust file must be attested by the identity key its member was
+    admitted with (the log's own entries), for this consortium and log."""
+    t = json.loads(trust_path.read_text())
+    consortium = t.get("consortium")
+    if not consortium:
+        report.add("witness attestations", True,
+                   "not declared: the trust file alone vouches for the witness keys")  # fmt: skip
+        return
+    bad = []
+    for w in t["witnesses"]:
+        member = str(w.get("member", ""))
+        try:
+            key = CosignerKey(w["name"], base64.b64decode(w["ed25519"]),
+                              base64.b64decode(w["mldsa44"]))  # fmt: skip
+            identity = admitted.get(member)
+            if identity is None:
+                raise GuardiansError("no identity key admitted on the log")
+            attestation.check(consortium, member, VerifyKey(identity), t["origin"], key,
+                              base64.b64decode(w.get("attestation", "")))  # fmt: skip
+        except (GuardiansError, KeyError, binascii.Error) as exc:
+            bad.append(f"{member or '?'}: {exc}")
+    report.add("witness attestations", not bad,
+               "; ".join(bad) if bad else f"{len(t['witnesses'])} witness keys attested by their "
+               "members' identity keys on the log")  # fmt: skip
 
 
 def default_state_path(origin: str) -> Path:
@@ -148,16 +177,22 @@ def verify_log_dir(
         _check_anchor(report, store, cp, d, anchor, declared_anchor)
         kinds: Counter[str] = Counter()
         versions = 0
+        admitted: dict[str, bytes] = {}
         for idx, data in store.entries(0, cp.size):
+            entry: codec.Message | None = None
             try:
-                kind = codec.decode(data).KIND
+                entry = codec.decode(data)
+                kind = entry.KIND
             except GuardiansError:
                 kind = "(undecodable)"
+            if isinstance(entry, _entries.MemberAdmitted):
+                admitted.setdefault(entry.member, entry.identity_key)
             kinds[kind] += 1
             if kind == "log/model-promoted":
                 verify_inclusion(idx, cp.size, leaf_hash(data), store.inclusion_proof(idx, cp.size),
                                  cp.root)  # fmt: skip
                 versions += 1
+        _check_attestations(report, trust_path, admitted)
         report.kinds = dict(sorted(kinds.items()))
         report.model_versions = versions
         report.add("model versions included", "(undecodable)" not in kinds,

@@ -7,6 +7,7 @@ adopts each new global model.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -37,6 +38,7 @@ from guardians.protocol.secagg.messages import (
     UnmaskRequest,
 )
 from guardians.protocol.secagg.quantize import FixedPoint, stats_fixed_point
+from guardians.protocol.witness import CosignRequest, MemberWitness, WitnessKeyRequest
 
 SECAGG_MESSAGES = (SecAggSetup, Keys, EncapsRelay, SharesRelay, ConsistencyCheck, UnmaskRequest,
                    AggregateOpening)  # fmt: skip
@@ -79,6 +81,8 @@ class MemberNode:
         self.last_loss = float("nan")
         # A round whose aggregate failed this member's check: its global model is refused.
         self.distrusted_round = -1
+        # This member's witness of the consortium's log: its keys never leave this node.
+        self.witness = MemberWitness(member_id, consortium, identity) if identity else None
 
     @property
     def records(self) -> np.ndarray:
@@ -89,6 +93,11 @@ class MemberNode:
         """Process one message from the coordinator; return the replies to send back."""
         if isinstance(msg, SECAGG_MESSAGES):
             return self._secure(msg)
+        if isinstance(msg, WitnessKeyRequest | CosignRequest):
+            if self.witness is None:
+                raise RemoteProtocolError(f"{self.id} has no identity key to witness with",
+                                          peer="coordinator")  # fmt: skip
+            return self.witness.receive(msg, int(time.time()))
         event = self.session.receive(msg)
         if isinstance(event, StatsRequested):
             stats = FeatureStats.of(self.data.X)

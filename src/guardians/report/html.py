@@ -37,6 +37,10 @@ def _f(x: Any, digits: int = 4) -> str:
     return _e(x)
 
 
+def _or_nan(x: float | None) -> float:
+    return float("nan") if x is None else x
+
+
 def _pct(x: float) -> str:
     return "–" if x != x else f"{100 * x:.1f}%"
 
@@ -136,7 +140,7 @@ def _proofs(m: dict[str, Any]) -> str:
     kb = c.get("masked_input_bytes_per_member_round", 0) / 1e3
     rows = [
         ["local training (context)", _f(c["train_s_per_member_round"], 3), "per member per round"],
-        ["encode, commit and prove", _f(c.get("contribution_s_per_member_round") or 0.0, 3),
+        ["encode, commit and prove", _f(_or_nan(c.get("contribution_s_per_member_round")), 3),
          "per member per round, while the keys are exchanged"],
         ["mask", _f(c["masked_input_s_per_member_round"], 3), "per member per round"],
         ["check the aggregate opening", _f(c["opening_check_s_per_member_round"], 3),

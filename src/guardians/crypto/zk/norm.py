@@ -371,7 +371,7 @@ def _reduce(ctx: Context, stmt: NormStatement, commitment: bytes, proof: NormPro
     ):
         raise ProofVerificationError("norm proof has the wrong shape for this statement")
     try:
-        scalarvec.from_bytes(proof.z_main, stmt.dim + 1)
+        z_main = scalarvec.from_bytes(proof.z_main, stmt.dim + 1)
         c_pt, d_pt = bls.point_from_bytes(commitment), bls.point_from_bytes(proof.aux)
         tm, ta = bls.point_from_bytes(proof.t_main), bls.point_from_bytes(proof.t_aux)
         t1, t2 = bls.point_from_bytes(proof.t1), bls.point_from_bytes(proof.t2)
@@ -392,8 +392,8 @@ def _reduce(ctx: Context, stmt: NormStatement, commitment: bytes, proof: NormPro
     c = t.challenge_mod("challenge", ORDER)
     sb = bls.SCALAR_BYTES
     z_x, z_n = (
-        proof.z_main[: sb * stmt.dim],
-        int.from_bytes(proof.z_main[sb * stmt.dim :], "little"),
+        z_main[: sb * stmt.dim],
+        int.from_bytes(z_main[sb * stmt.dim :], "little"),
     )
     nbits = stmt.weight_bits + stmt.slack_bits
     quad = _quad(stmt, wt, scalarvec.sum_squares(z_x), z_n, proof.z_aux[:nbits])
@@ -405,7 +405,7 @@ def _reduce(ctx: Context, stmt: NormStatement, commitment: bytes, proof: NormPro
     a1, a2 = bls.random_scalars(2)
     _, _, h, g0 = _gens(stmt)
     return _Check(
-        main=proof.z_main,
+        main=z_main,
         aux=[a1 * z % ORDER for z in proof.z_aux],
         points=[h, g0, tm, c_pt, ta, d_pt, t2, t1],
         scalars=[proof.sigma_main + a1 * proof.sigma_aux + a2 * proof.tau, a2 * poly,

@@ -153,6 +153,7 @@ class SecAggMember:
         self.statement: NormStatement | None = None
         self._commitment = b""
         self._contribution: _Contribution | None = None
+        self._contribution_error: GuardiansError | None = None
         # The checked aggregate (update sum, then weight sum) once an opening verified.
         self.verified_total: np.ndarray | None = None
 
@@ -182,13 +183,17 @@ class SecAggMember:
     def prepare(self) -> bool:
         """Compute the contribution (encoded words, commitment, proof, signature) ahead: it
         depends only on the update and the setup, not on the key exchange, so a driver with
-        idle time (its key-exchange replies in flight) calls this and the masked-input stage
-        only masks. Otherwise that stage computes it. Returns whether there was work."""
-        if self._contribution is not None or self.stage not in (
-            Stage.KEYS, Stage.ENCAPS, Stage.SHARES
-        ):  # fmt: skip
+        idle time (after answering the setup, while the coordinator gathers every member's
+        keys) calls this and the masked-input stage only masks; otherwise that stage computes
+        it. A failure is kept and raised by the masked-input stage, as if computed there.
+        Returns whether there was work."""
+        if (self._contribution is not None or self._contribution_error is not None
+                or self.stage not in (Stage.KEYS, Stage.ENCAPS, Stage.SHARES)):  # fmt: skip
             return False
-        self._contribution = self._contribute()
+        try:
+            self._contribution = self._contribute()
+        except GuardiansError as exc:
+            self._contribution_error = exc
         return True
 
     def _contribute(self) -> _Contribution:
@@ -396,7 +401,9 @@ class SecAggMember:
         # Mask with exactly the neighbours whose shares arrived: they completed the exchange,
         # so (with an honest relay) they mask with this member too.
         fp = self.fixed_point
-        mine = self._contribution or self._contribute()
+        if self._contribution_error is not None:
+            raise self._contribution_error
+        mine = self._contribution if self._contribution is not None else self._contribute()
         self._contribution = None
         words, self.clipped, self._commitment = mine.words, mine.clipped, mine.commitment
         n = len(words)

@@ -1,0 +1,149 @@
+"""Witness cosigning between the log operator (the coordinator) and each member's own witness.
+
+A member's witness holds its cosigning keys and what it has vouched for; the coordinator only
+relays. Sans-I/O: :class:`MemberWitness` consumes :class:`WitnessKeyRequest` and
+:class:`CosignRequest` and answers with :class:`WitnessKey` and :class:`Cosignature`, raising
+:class:`~guardians.errors.RemoteProtocolError` when the log operator asks for something a witness
+must refuse (a split view, a rollback, a second key for a log).
+
+- **Key attestation** (:mod:`guardians.ledger.attestation`). A witness announces its public
+  keys signed with the member's composite identity key, bound to the consortium and the log's
+  origin, so the operator cannot list a witness key of its own in the trust file: anyone
+  holding the members' identity keys (they are the log's first entries) checks it.
+- **Trust on first use, per log.** The first cosign request for an origin pins the log's note
+  key; a request for the same origin under another key is refused.
+- **tlog-witness semantics** (:class:`guardians.ledger.checkpoint.Witness`): a checkpoint is
+  cosigned only if it is consistent with the last one this witness cosigned for that origin.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+from guardians.codec import Message, bytes_field, message
+from guardians.crypto.errors import CryptoError
+from guardians.crypto.sign import SigningKey
+from guardians.errors import RemoteProtocolError
+from guardians.ledger import attestation
+from guardians.ledger.checkpoint import Checkpoint, CheckpointError, ConflictError, Witness
+from guardians.ledger.note import Cosigner, CosignerKey, NoteError, NoteVerifier, SignedNote
+
+MAX_PROOF_HASHES = 64  # a consistency proof has at most 2·log2(size) hashes
+
+
+def witness_name(member: str, consortium: str) -> str:
+    return f"{member}.witness.{consortium}"
+
+
+@message("ledger/witness-key-request")
+@dataclass(frozen=True, eq=False)
+class WitnessKeyRequest(Message):
+    """Coordinator → member: announce your witness keys for the log ``origin``."""
+
+    origin: str
+
+
+@message("ledger/witness-key")
+@dataclass(frozen=True, eq=False)
+class WitnessKey(Message):
+    """Member → coordinator: its witness's public keys, attested by its identity key."""
+
+    origin: str
+    name: str
+    ed25519: bytes = bytes_field("public")
+    mldsa44: bytes = bytes_field("public")
+    attestation: bytes = bytes_field("public")
+
+    @property
+    def key(self) -> CosignerKey:
+        return CosignerKey(self.name, self.ed25519, self.mldsa44)
+
+
+@message("ledger/cosign-request")
+@dataclass(frozen=True, eq=False)
+class CosignRequest(Message):
+    """Coordinator → member: cosign ``note`` (the log's signed checkpoint), consistent with the
+    ``old_size`` this witness last cosigned through ``proof`` (tlog-witness add-checkpoint)."""
+
+    log_name: str
+    log_key: bytes = bytes_field("public")
+    proof: tuple[bytes, ...] = bytes_field("public")
+    old_size: int
+    note: str
+
+
+@message("ledger/cosignature")
+@dataclass(frozen=True, eq=False)
+class Cosignature(Message):
+    """Member → coordinator: the note with this witness's cosignatures added."""
+
+    note: str
+
+
+def trust_entry(member: str, wk: WitnessKey) -> dict[str, str]:
+    """A witness as listed in a log's trust file."""
+    return {
+        "member": member,
+        "name": wk.name,
+        "ed25519": base64.b64encode(wk.ed25519).decode(),
+        "mldsa44": base64.b64encode(wk.mldsa44).decode(),
+        "attestation": base64.b64encode(wk.attestation).decode(),
+    }
+
+
+class MemberWitness:
+    """A member's witness: fresh cosigning keys per instance, the logs it has pinned, and the
+    latest checkpoint it cosigned for each (evidence of any conflict is kept)."""
+
+    def __init__(self, member: str, consortium: str, identity: SigningKey) -> None:
+        self.member = member
+        self.consortium = consortium
+        self.identity = identity
+        self.cosigner = Cosigner(witness_name(member, consortium))
+        self._logs: dict[str, NoteVerifier] = {}
+        self._pinned: dict[str, bytes] = {}
+        self.state = Witness(self.cosigner, self._logs)
+
+    def _refuse(self, why: str) -> RemoteProtocolError:
+        return RemoteProtocolError(f"witness {self.cosigner.name}: {why}", peer="coordinator")
+
+    def receive(self, msg: Message, now: int) -> list[Message]:
+        """Answer one request; ``now`` (Unix seconds) is this witness's own clock."""
+        if isinstance(msg, WitnessKeyRequest):
+            key = self.cosigner.key
+            sig = self.identity.sign(
+                attestation.payload(self.consortium, self.member, msg.origin, key),
+                attestation.CONTEXT,
+            )
+            return [WitnessKey(origin=msg.origin, name=key.name, ed25519=key.ed25519,
+                               mldsa44=key.mldsa44, attestation=sig)]  # fmt: skip
+        if isinstance(msg, CosignRequest):
+            return [Cosignature(note=self._cosign(msg, now).format())]
+        raise self._refuse(f"unexpected {msg.KIND}")
+
+    def _cosign(self, msg: CosignRequest, now: int) -> SignedNote:
+        if len(msg.proof) > MAX_PROOF_HASHES or msg.old_size < 0:
+            raise self._refuse("malformed consistency proof or size")
+        try:
+            note = SignedNote.parse(msg.note)
+            origin = Checkpoint.parse_text(note.text).origin
+        except (NoteError, CheckpointError) as exc:
+            raise self._refuse(f"malformed checkpoint: {exc}") from None
+        if len(msg.log_key) != 32:
+            raise self._refuse(f"a log key is a 32-byte Ed25519 key, got {len(msg.log_key)} bytes")
+        pinned = self._pinned.get(origin)
+        if pinned is None:
+            try:
+                self._logs[origin] = NoteVerifier(msg.log_name, msg.log_key)
+            except (NoteError, CryptoError, ValueError) as exc:
+                raise self._refuse(f"invalid log key: {exc}") from None
+            self._pinned[origin] = msg.log_name.encode() + b"\n" + msg.log_key
+        elif pinned != msg.log_name.encode() + b"\n" + msg.log_key:
+            raise self._refuse(f"a second key for log {origin!r}: refusing")
+        try:
+            return self.state.add_checkpoint(msg.old_size, list(msg.proof), note, now)
+        except ConflictError as exc:
+            raise self._refuse(f"conflicting checkpoint (split view or rollback): {exc}") from None
+        except (CheckpointError, ValueError) as exc:  # ValueError: a key that is not a point
+            raise self._refuse(str(exc)) from None

@@ -1,0 +1,244 @@
+"""Members' own witnesses: attested keys, cosigning through the transport, refusals of split
+views, and a log operator that cannot list or forge a witness of its own."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from guardians import codec
+from guardians.crypto.errors import CryptoError
+from guardians.crypto.sign import SigningKey
+from guardians.engine.audit import AuditTrail, LocalWitnesses
+from guardians.engine.inprocess import COORDINATOR, InProcessFederation
+from guardians.errors import RemoteProtocolError
+from guardians.learning.data import Dataset
+from guardians.learning.models import MLP
+from guardians.learning.train import TrainConfig
+from guardians.ledger import attestation
+from guardians.ledger.audit import verify_log_dir
+from guardians.ledger.checkpoint import CheckpointError, TransparencyLog
+from guardians.ledger.entries import ModelPromoted
+from guardians.ledger.note import Cosigner, SignedNote
+from guardians.ledger.store import LogStore
+from guardians.node.coordinator import CoordinatorNode
+from guardians.node.member import MemberNode
+from guardians.protocol.witness import (
+    Cosignature,
+    CosignRequest,
+    MemberWitness,
+    WitnessKey,
+    WitnessKeyRequest,
+)
+
+MEMBERS = ("m1", "m2", "m3", "m4")
+ORIGIN = "test.example/log"
+
+
+def grow(trail: AuditTrail, n: int, tag: str = "v") -> None:
+    base = trail.log.store.size
+    trail.append(*(ModelPromoted(version=base + k, model_hash=bytes([k % 256]) * 32)
+                   for k in range(n)))  # fmt: skip
+
+
+@pytest.fixture
+def founded(tmp_path):
+    trail = AuditTrail(tmp_path / "ledger", ORIGIN, MEMBERS)
+    wits = LocalWitnesses("test", MEMBERS)
+    trail.admit({m: k.verify_key.raw for m, k in wits.identities.items()})
+    wits.enrol(trail)
+    return trail, wits
+
+
+def cosign(wits: LocalWitnesses, reqs: dict[str, CosignRequest], now: int = 1) -> dict:
+    return {m: wits.witnesses[m].receive(r, now)[0] for m, r in reqs.items()}
+
+
+def test_witness_keys_are_attested_and_listed_in_the_trust_file(founded):
+    trail, wits = founded
+    trust = json.loads((trail.dir / "trust.json").read_text())
+    assert trust["consortium"] == "test" and trust["quorum"] == 3
+    assert [w["member"] for w in trust["witnesses"]] == list(MEMBERS)
+    for m, wk in trail.witnesses.items():
+        vk = wits.identities[m].verify_key
+        attestation.check("test", m, vk, ORIGIN, wk.key, wk.attestation)
+        # Bound to the member, the consortium and the log: nothing else verifies.
+        with pytest.raises(CryptoError):
+            attestation.check("test", "m9", vk, ORIGIN, wk.key, wk.attestation)
+        with pytest.raises(CryptoError):
+            attestation.check("other", m, vk, ORIGIN, wk.key, wk.attestation)
+        with pytest.raises(CryptoError):
+            attestation.check("test", m, vk, "test.example/another", wk.key, wk.attestation)
+        with pytest.raises(CryptoError):
+            attestation.check("test", m, vk, ORIGIN, Cosigner("x").key, wk.attestation)
+
+
+def test_cosigning_through_requests_publishes_with_a_quorum(founded):
+    trail, wits = founded
+    grow(trail, 3)
+    note, reqs = trail.cosign_requests()
+    assert set(reqs) == set(MEMBERS) and all(r.old_size == 0 and not r.proof for r in reqs.values())
+    # Requests and replies cross the wire as strict CBOR.
+    replies = {m: codec.decode(codec.encode(r))
+               for m, r in cosign(wits, {m: codec.decode(codec.encode(q))
+                                         for m, q in reqs.items()}).items()}  # fmt: skip
+    published, problems = trail.publish(note, replies)
+    assert problems == {} and published is not None
+    assert (trail.dir / "checkpoint").read_text() == published.format()
+    # m4 misses the next checkpoint; the one after brings it along with its own proof.
+    grow(trail, 2)
+    note, reqs = trail.cosign_requests()
+    published, problems = trail.publish(note, cosign(wits, {m: reqs[m] for m in MEMBERS[:3]}))
+    assert published is not None and problems == {}
+    grow(trail, 4)
+    note, reqs = trail.cosign_requests()
+    # 4 admissions, then 3, 2, 4 versions: m4 last cosigned at 7, the others at 9.
+    assert reqs["m4"].old_size == 7 and reqs["m4"].proof and reqs["m1"].old_size == 9
+    published, problems = trail.publish(note, cosign(wits, reqs))
+    assert published is not None and problems == {}
+    assert verify_log_dir(trail.dir, trust=trail.dir / "trust.json", state=None).ok
+
+
+def test_forged_foreign_or_missing_cosignatures_do_not_count(founded):
+    trail, wits = founded
+    grow(trail, 2)
+    before = (trail.dir / "checkpoint").exists()
+    note, reqs = trail.cosign_requests()
+    good = cosign(wits, reqs)
+    operator = Cosigner(wits.witnesses["m2"].cosigner.name)  # same name, the operator's key
+    cp_text = note.text
+    forged = SignedNote(cp_text).with_signatures(
+        *operator.cosign(cp_text, ORIGIN, 2 + len(MEMBERS), trail.log.store.root(), 1)
+    )
+    other = SignedNote.parse(good["m3"].note)
+    replies = {
+        "m1": good["m1"],
+        "m2": Cosignature(note=note.with_signatures(*forged.signatures).format()),
+        "m3": Cosignature(note=SignedNote("other\n", other.signatures).format()),
+        "m4": good["m1"],  # m1's cosignature presented as m4's
+    }
+    published, problems = trail.publish(note, replies)
+    assert published is None and set(problems) == {"m2", "m3", "m4"}
+    assert "no valid" in problems["m2"] and "another checkpoint" in problems["m3"]
+    assert (trail.dir / "checkpoint").exists() == before  # nothing published below quorum
+    extra = trail.publish(note, {**good, "m9": good["m1"]})
+    assert extra[0] is not None and "not an enrolled witness" in extra[1]["m9"]
+
+
+def test_a_witness_refuses_split_views_key_changes_and_garbage(founded, tmp_path):
+    trail, wits = founded
+    grow(trail, 3)
+    note, reqs = trail.cosign_requests()
+    trail.publish(note, cosign(wits, reqs))
+    w = wits.witnesses["m1"]
+    size = trail.log.store.size
+    # The operator signs a fork of the same log (same origin, same key): a split view.
+    fork = LogStore(tmp_path / "fork.db")
+    fork.append_batch(codec.encode(ModelPromoted(version=k, model_hash=b"\x07" * 32))
+                      for k in range(size + 2))  # fmt: skip
+    forked = TransparencyLog(fork, ORIGIN, trail.log.signer).checkpoint()
+    req = dataclasses.replace(reqs["m1"], old_size=size, proof=tuple(fork.consistency_proof(size)),
+                              note=forked.format())  # fmt: skip
+    with pytest.raises(RemoteProtocolError, match="split view or rollback"):
+        w.receive(req, 2)
+    assert w.state.evidence  # kept
+    with pytest.raises(RemoteProtocolError, match="second key"):
+        w.receive(dataclasses.replace(req, log_key=bytes(32)), 2)
+    with pytest.raises(RemoteProtocolError, match="32-byte"):
+        w.receive(dataclasses.replace(req, log_key=b"short"), 2)
+    with pytest.raises(RemoteProtocolError, match="malformed checkpoint"):
+        w.receive(dataclasses.replace(req, note="not a note"), 2)
+    with pytest.raises(RemoteProtocolError, match="malformed consistency proof"):
+        w.receive(dataclasses.replace(req, proof=(b"\0" * 32,) * 65), 2)
+    with pytest.raises(RemoteProtocolError, match="does not match the witnessed size"):
+        w.receive(dataclasses.replace(reqs["m1"], old_size=1), 2)
+    with pytest.raises(RemoteProtocolError, match="unexpected"):
+        w.receive(ModelPromoted(version=1, model_hash=bytes(32)), 2)
+
+
+def test_an_operator_listing_its_own_witness_fails_the_audit(founded):
+    """Even with cosignatures that check out against the trust file, a witness key its member
+    never attested fails the audit."""
+    trail, wits = founded
+    grow(trail, 2)
+    note, reqs = trail.cosign_requests()
+    trail.publish(note, cosign(wits, reqs))
+    trust_path = trail.dir / "trust.json"
+    assert verify_log_dir(trail.dir, trust=trust_path, state=None).ok
+    trust = json.loads(trust_path.read_text())
+    mine = Cosigner(trust["witnesses"][0]["name"])
+    import base64
+
+    trust["witnesses"][0]["ed25519"] = base64.b64encode(mine.key.ed25519).decode()
+    trust["witnesses"][0]["mldsa44"] = base64.b64encode(mine.key.mldsa44).decode()
+    trust_path.write_text(json.dumps(trust))
+    report = verify_log_dir(trail.dir, trust=trust_path, state=None)
+    bad = {name: detail for name, ok, detail in report.checks if not ok}
+    assert set(bad) == {"witness attestations"} and "m1" in bad["witness attestations"]
+
+
+def test_enrolment_needs_a_quorum_of_members(tmp_path):
+    trail = AuditTrail(tmp_path / "l", ORIGIN, MEMBERS)
+    wits = LocalWitnesses("test", MEMBERS)
+    keys = {m: wits.witnesses[m].receive(WitnessKeyRequest(origin=ORIGIN), 0)[0]
+            for m in MEMBERS[:2]}  # fmt: skip
+    with pytest.raises(CheckpointError, match="quorum 3 is impossible"):
+        trail.enrol(keys, "test")
+    with pytest.raises(CheckpointError, match="non-members"):
+        trail.enrol({**keys, "x": keys["m1"]}, "test")
+    with pytest.raises(CheckpointError, match="no witnesses enrolled"):
+        trail.cosign_requests()
+
+
+# --- through the engine -------------------------------------------------------------------
+class LyingWitness(MemberNode):
+    """Answers cosign requests with a cosignature by a key it never announced."""
+
+    def handle(self, msg):
+        if isinstance(msg, CosignRequest):
+            other = MemberWitness(self.id, self.consortium, SigningKey.generate())
+            return other.receive(msg, 1)
+        return super().handle(msg)
+
+
+def toy(seed: int, n: int = 60, d: int = 4) -> Dataset:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    X = (rng.normal(size=(n, d)) + y[:, None]).astype(np.float32)
+    g = np.array(["normal", "attack"])[y]
+    return Dataset("toy", X, y, ("normal", "attack"), tuple(f"f{i}" for i in range(d)), g, g)
+
+
+def test_members_witness_the_federation_log_and_a_lying_witness_is_reported(tmp_path):
+    keys = {m: SigningKey.generate() for m in MEMBERS}
+    directory = {m: k.verify_key for m, k in keys.items()}
+    nodes = {
+        m: (LyingWitness if m == "m4" else MemberNode)(
+            m, toy(i), MLP(4, 2, (8,), seed=0), np.random.default_rng(i), identity=keys[m],
+            directory=directory, consortium="fed",
+        )
+        for i, m in enumerate(MEMBERS)
+    }  # fmt: skip
+    coord = CoordinatorNode(list(MEMBERS), MLP(4, 2, (8,), seed=0), TrainConfig(epochs=1),
+                            np.random.default_rng(9), n_features=4, directory=directory,
+                            consortium="fed")  # fmt: skip
+    trail = AuditTrail(tmp_path / "ledger", "fed.example/run", MEMBERS)
+    trail.admit({m: k.verify_key.raw for m, k in keys.items()})
+    fed = InProcessFederation(coord, nodes, audit=trail)
+    fed.run(2)
+    # The coordinator holds no witness key: the trust file lists the members' own.
+    assert {wk.name for wk in trail.witnesses.values()} == {
+        n.witness.cosigner.name for n in nodes.values()
+    }
+    note = SignedNote.parse((trail.dir / "checkpoint").read_text())
+    signers = {s.name for s in note.signatures} - {trail.log.signer.name}
+    assert signers == {nodes[m].witness.cosigner.name for m in MEMBERS[:3]}
+    lies = [i for i in fed.run_record.incidents if i.kind == "witness"]
+    assert lies and all(i.member == "m4" and "no valid" in i.error for i in lies)
+    assert not [i for i in fed.run_record.incidents if i.member == COORDINATOR]
+    report = verify_log_dir(trail.dir, trust=trail.dir / "trust.json", state=None)
+    assert report.ok, report.checks
+    assert isinstance(trail.witnesses["m4"], WitnessKey)
