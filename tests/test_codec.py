@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import guardians.ledger.entries as le
 import guardians.protocol.secagg.messages as sa
+import guardians.protocol.witness as wi
 from guardians import codec
 from guardians.errors import DecodeError, LocalProtocolError, RemoteProtocolError
 from guardians.protocol.messages import (
@@ -122,6 +123,12 @@ def samples():
             round=2, member="a", reason="does not verify", commitment=b"c" * 48,
             proof=b"p" * 70, signature=b"s" * 9,
         ),
+        wi.WitnessKeyRequest(origin="c.example/log"),
+        wi.WitnessKey(origin="c.example/log", name="a.witness.c", ed25519=b"e" * 32,
+                      mldsa44=b"m" * 1312, attestation=b"s" * 9),
+        wi.CosignRequest(log_name="c.example/log", log_key=b"k" * 32,
+                         proof=(b"h" * 32, b"i" * 32), old_size=3, note="cp\n\n— x y\n"),
+        wi.Cosignature(note="cp\n\n— x y\n— w z\n"),
     ]  # fmt: skip
 
 
