@@ -129,6 +129,7 @@ def samples():
         wi.CosignRequest(log_name="c.example/log", log_key=b"k" * 32,
                          proof=(b"h" * 32, b"i" * 32), old_size=3, note="cp\n\n— x y\n"),
         wi.Cosignature(note="cp\n\n— x y\n— w z\n"),
+        wi.WitnessSize(size=7),
     ]  # fmt: skip
 
 

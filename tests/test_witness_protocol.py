@@ -32,6 +32,7 @@ from guardians.protocol.witness import (
     MemberWitness,
     WitnessKey,
     WitnessKeyRequest,
+    WitnessSize,
 )
 
 MEMBERS = ("m1", "m2", "m3", "m4")
@@ -153,10 +154,39 @@ def test_a_witness_refuses_split_views_key_changes_and_garbage(founded, tmp_path
         w.receive(dataclasses.replace(req, note="not a note"), 2)
     with pytest.raises(RemoteProtocolError, match="malformed consistency proof"):
         w.receive(dataclasses.replace(req, proof=(b"\0" * 32,) * 65), 2)
-    with pytest.raises(RemoteProtocolError, match="does not match the witnessed size"):
-        w.receive(dataclasses.replace(reqs["m1"], old_size=1), 2)
+    # A stale old size is answered with the size this witness holds (tlog-witness's 409) —
+    # but only for a note the log signed.
+    (answer,) = w.receive(dataclasses.replace(reqs["m1"], old_size=1), 2)
+    assert isinstance(answer, WitnessSize) and answer.size == size
+    unsigned = SignedNote(note.text, (Cosigner("someone").cosign(note.text, ORIGIN, size,
+                                                                 bytes(32), 1)[0],))  # fmt: skip
+    with pytest.raises(RemoteProtocolError, match="not signed by the log"):
+        w.receive(dataclasses.replace(reqs["m1"], old_size=1, note=unsigned.format()), 2)
     with pytest.raises(RemoteProtocolError, match="unexpected"):
         w.receive(ModelPromoted(version=1, model_hash=bytes(32)), 2)
+
+
+def test_a_lost_cosignature_is_resynchronised_from_the_witness_size(founded):
+    trail, wits = founded
+    grow(trail, 3)
+    note, reqs = trail.cosign_requests()
+    replies = cosign(wits, reqs)
+    del replies["m2"]  # m2 cosigned, but its reply never arrived
+    assert trail.publish(note, replies)[0] is not None
+    grow(trail, 2)
+    note, reqs = trail.cosign_requests()
+    (answer,) = wits.witnesses["m2"].receive(reqs["m2"], 2)
+    assert isinstance(answer, WitnessSize) and answer.size == 7 and reqs["m2"].old_size == 0
+    retry = trail.cosign_request("m2", note, answer.size)
+    assert retry.old_size == 7 and retry.proof
+    replies = {
+        **cosign(wits, {m: reqs[m] for m in ("m1", "m3", "m4")}),
+        **cosign(wits, {"m2": retry}),
+    }
+    published, problems = trail.publish(note, replies)
+    assert problems == {} and len({s.name for s in published.signatures}) == 5
+    with pytest.raises(CheckpointError, match="outside this log"):
+        trail.cosign_request("m2", note, 10**6)
 
 
 def test_an_operator_listing_its_own_witness_fails_the_audit(founded):
@@ -212,11 +242,11 @@ def toy(seed: int, n: int = 60, d: int = 4) -> Dataset:
     return Dataset("toy", X, y, ("normal", "attack"), tuple(f"f{i}" for i in range(d)), g, g)
 
 
-def test_members_witness_the_federation_log_and_a_lying_witness_is_reported(tmp_path):
+def federation(tmp_path, special: dict[str, type[MemberNode]]):
     keys = {m: SigningKey.generate() for m in MEMBERS}
     directory = {m: k.verify_key for m, k in keys.items()}
     nodes = {
-        m: (LyingWitness if m == "m4" else MemberNode)(
+        m: special.get(m, MemberNode)(
             m, toy(i), MLP(4, 2, (8,), seed=0), np.random.default_rng(i), identity=keys[m],
             directory=directory, consortium="fed",
         )
@@ -227,18 +257,47 @@ def test_members_witness_the_federation_log_and_a_lying_witness_is_reported(tmp_
                             consortium="fed")  # fmt: skip
     trail = AuditTrail(tmp_path / "ledger", "fed.example/run", MEMBERS)
     trail.admit({m: k.verify_key.raw for m, k in keys.items()})
-    fed = InProcessFederation(coord, nodes, audit=trail)
+    return InProcessFederation(coord, nodes, audit=trail), nodes, trail
+
+
+def cosigners(trail: AuditTrail) -> set[str]:
+    note = SignedNote.parse((trail.dir / "checkpoint").read_text())
+    return {s.name for s in note.signatures} - {trail.log.signer.name}
+
+
+def test_members_witness_the_federation_log_and_a_lying_witness_is_reported(tmp_path):
+    fed, nodes, trail = federation(tmp_path, {"m4": LyingWitness})
     fed.run(2)
     # The coordinator holds no witness key: the trust file lists the members' own.
     assert {wk.name for wk in trail.witnesses.values()} == {
         n.witness.cosigner.name for n in nodes.values()
     }
-    note = SignedNote.parse((trail.dir / "checkpoint").read_text())
-    signers = {s.name for s in note.signatures} - {trail.log.signer.name}
-    assert signers == {nodes[m].witness.cosigner.name for m in MEMBERS[:3]}
+    assert cosigners(trail) == {nodes[m].witness.cosigner.name for m in MEMBERS[:3]}
     lies = [i for i in fed.run_record.incidents if i.kind == "witness"]
     assert lies and all(i.member == "m4" and "no valid" in i.error for i in lies)
     assert not [i for i in fed.run_record.incidents if i.member == COORDINATOR]
     report = verify_log_dir(trail.dir, trust=trail.dir / "trust.json", state=None)
     assert report.ok, report.checks
     assert isinstance(trail.witnesses["m4"], WitnessKey)
+
+
+class ForgetfulWitness(MemberNode):
+    """Cosigns the first checkpoint, but its reply is lost on the way."""
+
+    lost = 0
+
+    def handle(self, msg):
+        replies = super().handle(msg)
+        if isinstance(msg, CosignRequest) and not self.lost:
+            self.lost += 1
+            return []
+        return replies
+
+
+def test_a_witness_whose_reply_was_lost_is_asked_again_from_its_size(tmp_path):
+    fed, nodes, trail = federation(tmp_path, {"m3": ForgetfulWitness})
+    fed.run(2)
+    assert nodes["m3"].lost == 1
+    assert cosigners(trail) == {n.witness.cosigner.name for n in nodes.values()}
+    assert not [i for i in fed.run_record.incidents if i.kind == "witness"]
+    assert verify_log_dir(trail.dir, trust=trail.dir / "trust.json", state=None).ok

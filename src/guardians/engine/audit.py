@@ -52,6 +52,7 @@ from guardians.protocol.witness import (
     MemberWitness,
     WitnessKey,
     WitnessKeyRequest,
+    WitnessSize,
     trust_entry,
 )
 
@@ -131,17 +132,23 @@ class AuditTrail:
         if not self.witnesses:
             raise CheckpointError("no witnesses enrolled")
         note = self.log.checkpoint()
-        size = self.log.store.size
+        return note, {m: self.cosign_request(m, note) for m in self.witnesses}
+
+    def cosign_request(
+        self, member: str, note: SignedNote, old: int | None = None
+    ) -> CosignRequest:
+        """The request for one witness, from the size it last cosigned (``old``: the size the
+        witness itself says it holds, after a :class:`WitnessSize` answer)."""
+        size = Checkpoint.parse_text(note.text).size
+        if old is None:
+            old = self._witnessed[member]
+        if not 0 <= old <= size:
+            raise CheckpointError(f"witness size {old} outside this log's 0..{size}")
+        self._witnessed[member] = old
+        proof = self.log.store.consistency_proof(old, size) if 0 < old < size else []
         signer = self.log.signer
-        reqs = {}
-        for m in self.witnesses:
-            old = self._witnessed[m]
-            proof = self.log.store.consistency_proof(old, size) if 0 < old < size else []
-            reqs[m] = CosignRequest(
-                log_name=signer.name, log_key=signer.public_key, old_size=old,
-                proof=tuple(proof), note=note.format(),
-            )  # fmt: skip
-        return note, reqs
+        return CosignRequest(log_name=signer.name, log_key=signer.public_key, old_size=old,
+                             proof=tuple(proof), note=note.format())  # fmt: skip
 
     def publish(
         self, note: SignedNote, replies: Mapping[str, Cosignature]
@@ -264,6 +271,9 @@ class LocalWitnesses:
         replies: dict[str, Cosignature] = {}
         for m, req in reqs.items():
             (reply,) = self.witnesses[m].receive(req, now)
+            if isinstance(reply, WitnessSize):  # it holds another size: ask from there
+                (reply,) = self.witnesses[m].receive(trail.cosign_request(m, note, reply.size),
+                                                     now)  # fmt: skip
             assert isinstance(reply, Cosignature)
             replies[m] = reply
         published, problems = trail.publish(note, replies)

@@ -27,7 +27,7 @@ from guardians.ledger.checkpoint import CheckpointError
 from guardians.node.coordinator import CoordinatorNode
 from guardians.protocol.messages import DriftReport
 from guardians.protocol.round import RoundResult, Send
-from guardians.protocol.witness import Cosignature, WitnessKey, WitnessKeyRequest
+from guardians.protocol.witness import Cosignature, WitnessKey, WitnessKeyRequest, WitnessSize
 
 COORDINATOR = "coordinator"
 # The step under which a member's work ahead of the next message (MemberNode.idle: its
@@ -195,15 +195,31 @@ class Federation(ABC):
             self.incident(Incident(round, COORDINATOR, f"checkpoint not published: {exc}",
                                    kind="checkpoint-unwitnessed"))  # fmt: skip
             return
-        self.on_stage(round, "cosign")
         got: dict[str, Cosignature] = {}
-        for member, reply in self.exchange(round, "cosign",
-                                           [Send(m, r) for m, r in reqs.items()]):  # fmt: skip
-            if isinstance(reply, Cosignature) and member not in got:
-                got[member] = reply
-            else:
-                self.incident(Incident(round, member, f"unexpected {reply.KIND} for a cosign "
-                                       "request", kind="witness"))  # fmt: skip
+        sends = [Send(m, r) for m, r in reqs.items()]
+        for stage in ("cosign", "cosign-again"):
+            self.on_stage(round, stage)
+            again: list[Send] = []
+            for member, reply in self.exchange(round, stage, sends):
+                if isinstance(reply, Cosignature) and member not in got:
+                    got[member] = reply
+                    continue
+                if isinstance(reply, WitnessSize) and stage == "cosign":
+                    # The witness holds another size (a reply of ours or of its was lost):
+                    # ask once more, from there.
+                    try:
+                        req = self.audit.cosign_request(member, note, reply.size)
+                    except CheckpointError as exc:
+                        why = str(exc)
+                    else:
+                        again.append(Send(member, req))
+                        continue
+                else:
+                    why = f"unexpected {reply.KIND} for a cosign request"
+                self.incident(Incident(round, member, why, kind="witness"))
+            if not again:
+                break
+            sends = again
         published, problems = self.audit.publish(note, got)
         for member, why in problems.items():
             self.incident(Incident(round, member, why, kind="witness"))

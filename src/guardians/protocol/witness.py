@@ -73,6 +73,15 @@ class CosignRequest(Message):
     note: str
 
 
+@message("ledger/witness-size")
+@dataclass(frozen=True, eq=False)
+class WitnessSize(Message):
+    """Member → coordinator: the request's old size is not what this witness last cosigned
+    for that log; this is (tlog-witness's 409 Conflict). Ask again from there."""
+
+    size: int
+
+
 @message("ledger/cosignature")
 @dataclass(frozen=True, eq=False)
 class Cosignature(Message):
@@ -119,10 +128,11 @@ class MemberWitness:
             return [WitnessKey(origin=msg.origin, name=key.name, ed25519=key.ed25519,
                                mldsa44=key.mldsa44, attestation=sig)]  # fmt: skip
         if isinstance(msg, CosignRequest):
-            return [Cosignature(note=self._cosign(msg, now).format())]
+            out = self._cosign(msg, now)
+            return [out if isinstance(out, WitnessSize) else Cosignature(note=out.format())]
         raise self._refuse(f"unexpected {msg.KIND}")
 
-    def _cosign(self, msg: CosignRequest, now: int) -> SignedNote:
+    def _cosign(self, msg: CosignRequest, now: int) -> SignedNote | WitnessSize:
         if len(msg.proof) > MAX_PROOF_HASHES or msg.old_size < 0:
             raise self._refuse("malformed consistency proof or size")
         try:
@@ -141,6 +151,13 @@ class MemberWitness:
             self._pinned[origin] = msg.log_name.encode() + b"\n" + msg.log_key
         elif pinned != msg.log_name.encode() + b"\n" + msg.log_key:
             raise self._refuse(f"a second key for log {origin!r}: refusing")
+        known = self.state.latest.get(origin)
+        if msg.old_size != (known.size if known else 0):
+            try:  # tell our size only to the log itself
+                self._logs[origin].verify(note)
+            except (NoteError, ValueError) as exc:
+                raise self._refuse(f"checkpoint not signed by the log: {exc}") from None
+            return WitnessSize(size=known.size if known else 0)
         try:
             return self.state.add_checkpoint(msg.old_size, list(msg.proof), note, now)
         except ConflictError as exc:
