@@ -123,7 +123,7 @@ def samples():
             round=2, member="a", reason="does not verify", commitment=b"c" * 48,
             proof=b"p" * 70, signature=b"s" * 9,
         ),
-        wi.WitnessKeyRequest(origin="c.example/log"),
+        wi.WitnessKeyRequest(origin="c.example/log", log_name="c.example/log", log_key=b"k" * 32),
         wi.WitnessKey(origin="c.example/log", name="a.witness.c", ed25519=b"e" * 32,
                       mldsa44=b"m" * 1312, attestation=b"s" * 9),
         wi.CosignRequest(log_name="c.example/log", log_key=b"k" * 32,

@@ -19,7 +19,7 @@ from guardians.learning.data import Dataset
 from guardians.learning.models import MLP
 from guardians.learning.train import TrainConfig
 from guardians.ledger import attestation
-from guardians.ledger.audit import verify_log_dir
+from guardians.ledger.audit import AuditReport, _check_attestations, verify_log_dir
 from guardians.ledger.checkpoint import CheckpointError, TransparencyLog
 from guardians.ledger.entries import ModelPromoted
 from guardians.ledger.note import Cosigner, SignedNote
@@ -63,18 +63,19 @@ def test_witness_keys_are_attested_and_listed_in_the_trust_file(founded):
     trust = json.loads((trail.dir / "trust.json").read_text())
     assert trust["consortium"] == "test" and trust["quorum"] == 3
     assert [w["member"] for w in trust["witnesses"]] == list(MEMBERS)
+    lk = trail.log.signer.public_key
     for m, wk in trail.witnesses.items():
         vk = wits.identities[m].verify_key
-        attestation.check("test", m, vk, ORIGIN, wk.key, wk.attestation)
-        # Bound to the member, the consortium and the log: nothing else verifies.
-        with pytest.raises(CryptoError):
-            attestation.check("test", "m9", vk, ORIGIN, wk.key, wk.attestation)
-        with pytest.raises(CryptoError):
-            attestation.check("other", m, vk, ORIGIN, wk.key, wk.attestation)
-        with pytest.raises(CryptoError):
-            attestation.check("test", m, vk, "test.example/another", wk.key, wk.attestation)
-        with pytest.raises(CryptoError):
-            attestation.check("test", m, vk, ORIGIN, Cosigner("x").key, wk.attestation)
+        attestation.check("test", m, vk, ORIGIN, lk, wk.key, wk.attestation)
+        # Bound to the member, its witness name, the consortium and the log (origin and key).
+        for args in (("test", "m9", vk, ORIGIN, lk, wk.key),
+                     ("other", m, vk, ORIGIN, lk, wk.key),
+                     ("test", m, vk, "test.example/another", lk, wk.key),
+                     ("test", m, vk, ORIGIN, bytes(32), wk.key),
+                     ("test", m, vk, ORIGIN, lk, Cosigner(wk.name).key),
+                     ("test", m, vk, ORIGIN, lk, Cosigner("x").key)):  # fmt: skip
+            with pytest.raises(CryptoError):
+                attestation.check(*args, wk.attestation)
 
 
 def test_cosigning_through_requests_publishes_with_a_quorum(founded):
@@ -146,10 +147,10 @@ def test_a_witness_refuses_split_views_key_changes_and_garbage(founded, tmp_path
     with pytest.raises(RemoteProtocolError, match="split view or rollback"):
         w.receive(req, 2)
     assert w.state.evidence  # kept
-    with pytest.raises(RemoteProtocolError, match="second key"):
+    with pytest.raises(RemoteProtocolError, match="serves log"):
         w.receive(dataclasses.replace(req, log_key=bytes(32)), 2)
-    with pytest.raises(RemoteProtocolError, match="32-byte"):
-        w.receive(dataclasses.replace(req, log_key=b"short"), 2)
+    with pytest.raises(RemoteProtocolError, match="over 65536 bytes"):
+        w.receive(dataclasses.replace(req, note="x" * 70_000), 2)
     with pytest.raises(RemoteProtocolError, match="malformed checkpoint"):
         w.receive(dataclasses.replace(req, note="not a note"), 2)
     with pytest.raises(RemoteProtocolError, match="malformed consistency proof"):
@@ -160,7 +161,7 @@ def test_a_witness_refuses_split_views_key_changes_and_garbage(founded, tmp_path
     assert isinstance(answer, WitnessSize) and answer.size == size
     unsigned = SignedNote(note.text, (Cosigner("someone").cosign(note.text, ORIGIN, size,
                                                                  bytes(32), 1)[0],))  # fmt: skip
-    with pytest.raises(RemoteProtocolError, match="not signed by the log"):
+    with pytest.raises(RemoteProtocolError, match="not signed by"):
         w.receive(dataclasses.replace(reqs["m1"], old_size=1, note=unsigned.format()), 2)
     with pytest.raises(RemoteProtocolError, match="unexpected"):
         w.receive(ModelPromoted(version=1, model_hash=bytes(32)), 2)
@@ -213,14 +214,105 @@ def test_an_operator_listing_its_own_witness_fails_the_audit(founded):
 def test_enrolment_needs_a_quorum_of_members(tmp_path):
     trail = AuditTrail(tmp_path / "l", ORIGIN, MEMBERS)
     wits = LocalWitnesses("test", MEMBERS)
-    keys = {m: wits.witnesses[m].receive(WitnessKeyRequest(origin=ORIGIN), 0)[0]
+    keys = {m: wits.witnesses[m].receive(trail.witness_key_request(), 0)[0]
             for m in MEMBERS[:2]}  # fmt: skip
     with pytest.raises(CheckpointError, match="quorum 3 is impossible"):
         trail.enrol(keys, "test")
     with pytest.raises(CheckpointError, match="non-members"):
         trail.enrol({**keys, "x": keys["m1"]}, "test")
+    keys3 = {**keys, "m3": keys["m1"]}  # m1's witness listed for m3 too
+    with pytest.raises(CheckpointError, match="not under their members' names"):
+        trail.enrol(keys3, "test")
     with pytest.raises(CheckpointError, match="no witnesses enrolled"):
         trail.cosign_requests()
+
+
+def test_a_witness_serves_one_log_so_a_fork_under_a_new_origin_is_refused(founded, tmp_path):
+    """The operator founds a second log (new origin, new key) and rewrites history there: the
+    members' witnesses, pinned to the first, neither attest nor cosign it."""
+    trail, wits = founded
+    grow(trail, 2)
+    note, reqs = trail.cosign_requests()
+    trail.publish(note, cosign(wits, reqs))
+    fork = AuditTrail(tmp_path / "fork", "test.example/fork", MEMBERS)
+    grow(fork, 3)
+    for w in wits.witnesses.values():
+        with pytest.raises(RemoteProtocolError, match="serves log"):
+            w.receive(fork.witness_key_request(), 1)
+        forked = fork.log.checkpoint()
+        req = CosignRequest(log_name=fork.origin, log_key=fork.log.signer.public_key, proof=(),
+                            old_size=0, note=forked.format())  # fmt: skip
+        with pytest.raises(RemoteProtocolError, match="serves log"):
+            w.receive(req, 1)
+
+
+def test_publish_counts_only_post_quantum_cosignatures_of_distinct_witnesses(founded):
+    trail, wits = founded
+    grow(trail, 2)
+    note, reqs = trail.cosign_requests()
+    good = cosign(wits, reqs)
+
+    def only(reply, keep_ml: bool) -> Cosignature:
+        got = SignedNote.parse(reply.note)
+        sigs = [s for s in got.signatures if s.name != trail.log.signer.name
+                and (len(s.signature) > 100) == keep_ml]  # fmt: skip
+        return Cosignature(note=note.with_signatures(*sigs).format())
+
+    ed_only = {m: only(r, keep_ml=False) for m, r in good.items()}
+    published, problems = trail.publish(note, ed_only)
+    assert published is None and set(problems) == set(MEMBERS)  # Ed25519 alone is not enough
+    two = {m: good[m] for m in MEMBERS[:2]}
+    assert trail.publish(note, two)[0] is None  # 2 of 4 with quorum 3
+    # Junk lines under a witness's name are not copied into the published note.
+    junk = SignedNote.parse(good["m1"].note)
+    padded = junk.with_signatures(*[dataclasses.replace(junk.signatures[-1], key_id=b"\0\0\0\1")]
+                                  * 10)  # fmt: skip
+    published, problems = trail.publish(note, {**good, "m1": Cosignature(note=padded.format())})
+    assert published is not None and problems == {}
+    assert len(published.signatures) == 1 + 2 * len(MEMBERS)
+
+
+def test_audit_refuses_unattested_duplicated_or_renamed_witnesses(founded):
+    import base64
+
+    trail, wits = founded
+    grow(trail, 2)
+    note, reqs = trail.cosign_requests()
+    trail.publish(note, cosign(wits, reqs))
+    trust_path = trail.dir / "trust.json"
+    honest = json.loads(trust_path.read_text())
+
+    admitted = {m: k.verify_key.raw for m, k in wits.identities.items()}
+
+    def audit_with(change) -> dict[str, str]:
+        """The failed checks of a full audit, plus the attestation check on its own (a full
+        audit may stop earlier, at the quorum)."""
+        t = json.loads(json.dumps(honest))
+        change(t)
+        trust_path.write_text(json.dumps(t))
+        report = verify_log_dir(trail.dir, trust=trust_path, state=None)
+        alone = AuditReport(str(trail.dir))
+        _check_attestations(alone, trust_path, admitted)
+        return {name: detail for name, ok, detail in [*report.checks, *alone.checks] if not ok}
+
+    assert audit_with(lambda t: None) == {}
+    # Dropping the consortium does not switch the check off.
+    assert "witness attestations" in audit_with(lambda t: t.pop("consortium"))
+    # One member listed twice (its own attested entry copied into another slot).
+    assert "witness attestations" in audit_with(
+        lambda t: t["witnesses"].__setitem__(1, {**t["witnesses"][0]})
+    )
+    # A member's entry carrying another member's witness name.
+    assert "witness attestations" in audit_with(
+        lambda t: t["witnesses"][1].__setitem__("name", t["witnesses"][0]["name"])
+    )
+    # Wrong JSON types are a failed check, not a crash.
+    assert "witness attestations" in audit_with(
+        lambda t: t["witnesses"][0].__setitem__("attestation", 5)
+    )
+    assert "witness attestations" in audit_with(
+        lambda t: t["witnesses"][0].__setitem__("ed25519", base64.b64encode(b"x").decode() + "!")
+    )
 
 
 # --- through the engine -------------------------------------------------------------------
@@ -301,3 +393,29 @@ def test_a_witness_whose_reply_was_lost_is_asked_again_from_its_size(tmp_path):
     assert cosigners(trail) == {n.witness.cosigner.name for n in nodes.values()}
     assert not [i for i in fed.run_record.incidents if i.kind == "witness"]
     assert verify_log_dir(trail.dir, trust=trail.dir / "trust.json", state=None).ok
+
+
+class MisattestingWitness(MemberNode):
+    """Announces its witness keys with a broken attestation, then for another log."""
+
+    def handle(self, msg):
+        replies = super().handle(msg)
+        if isinstance(msg, WitnessKeyRequest):
+            (wk,) = replies
+            if self.id == "m4":
+                return [dataclasses.replace(wk, attestation=bytes(len(wk.attestation)))]
+            return [dataclasses.replace(wk, origin="fed.example/elsewhere")]
+        return replies
+
+
+def test_witnesses_without_a_valid_attestation_for_this_log_are_not_enrolled(tmp_path):
+    fed, _, trail = federation(tmp_path, {"m4": MisattestingWitness})
+    fed.run(1)
+    assert set(trail.witnesses) == {"m1", "m2", "m3"}
+    (inc,) = [i for i in fed.run_record.incidents if i.kind == "witness"]
+    assert inc.member == "m4" and "not attested" in inc.error
+    fed2, _, trail2 = federation(tmp_path / "2", {"m3": MisattestingWitness})
+    fed2.run(1)
+    assert set(trail2.witnesses) == {"m1", "m2", "m4"}
+    (inc,) = [i for i in fed2.run_record.incidents if i.kind == "witness"]
+    assert inc.member == "m3" and "unexpected" in inc.error

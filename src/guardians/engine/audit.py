@@ -35,9 +35,16 @@ import numpy as np
 from guardians import codec
 from guardians.crypto.sign import SigningKey
 from guardians.ledger.anchor import Anchor
-from guardians.ledger.checkpoint import Checkpoint, CheckpointError, TransparencyLog
+from guardians.ledger.attestation import witness_name
+from guardians.ledger.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    TransparencyLog,
+    accept_checkpoint,
+)
 from guardians.ledger.entries import Incident, MemberAdmitted, ModelPromoted, RoundCommitted
 from guardians.ledger.note import (
+    MAX_SIGNATURES,
     NoteError,
     NoteSignature,
     NoteSigner,
@@ -47,6 +54,8 @@ from guardians.ledger.note import (
 from guardians.ledger.store import LogStore, StoreError
 from guardians.protocol.round import RoundResult
 from guardians.protocol.witness import (
+    MAX_NOTE_BYTES,
+    MAX_ORIGIN_BYTES,
     Cosignature,
     CosignRequest,
     MemberWitness,
@@ -80,6 +89,8 @@ class AuditTrail:
             # The log key lives in this object: reopening would mint a new one and silently
             # re-found the log. A new consortium gets a new directory.
             raise StoreError(f"{self.dir} already holds a log; use a new directory")
+        if not 0 < len(origin.encode()) <= MAX_ORIGIN_BYTES:
+            raise CheckpointError(f"a log origin is 1 to {MAX_ORIGIN_BYTES} bytes")
         self.origin = origin
         self.log = TransparencyLog(LogStore(self.dir / "log.db"), origin, NoteSigner(origin))
         self.members = list(members)
@@ -111,6 +122,11 @@ class AuditTrail:
         (self.dir / "trust.json").write_text(json.dumps(trust, indent=2) + "\n")
 
     # --- witnesses ------------------------------------------------------------------------
+    def witness_key_request(self) -> WitnessKeyRequest:
+        signer = self.log.signer
+        return WitnessKeyRequest(origin=self.origin, log_name=signer.name,
+                                 log_key=signer.public_key)  # fmt: skip
+
     def enrol(self, keys: Mapping[str, WitnessKey], consortium: str) -> None:
         """List the members' witness keys (their attestations for ``consortium`` already
         checked against the members' identity keys) in the trust file. Enough of them must
@@ -121,6 +137,9 @@ class AuditTrail:
         if len(keys) < self.quorum:
             raise CheckpointError(f"{len(keys)} witnesses enrolled: quorum {self.quorum} "
                                   "is impossible")  # fmt: skip
+        misnamed = sorted(m for m, wk in keys.items() if wk.name != witness_name(m, consortium))
+        if misnamed:
+            raise CheckpointError(f"witnesses not under their members' names: {misnamed}")
         self.witnesses = dict(keys)
         self.consortium = consortium
         self._witnessed = dict.fromkeys(keys, 0)
@@ -158,36 +177,53 @@ class AuditTrail:
         (None without a quorum) and, per member, what was wrong with its reply."""
         cp = Checkpoint.parse_text(note.text)
         problems: dict[str, str] = {}
-        sigs: list[NoteSignature] = []
+        pq: list[NoteSignature] = []
+        classic: list[NoteSignature] = []
         for m, reply in replies.items():
             wk = self.witnesses.get(m)
             if wk is None:
                 problems[m] = "a cosignature from a member that is not an enrolled witness"
                 continue
             try:
+                if len(reply.note.encode()) > MAX_NOTE_BYTES:
+                    raise NoteError(f"a reply over {MAX_NOTE_BYTES} bytes")
                 got = SignedNote.parse(reply.note)
                 if got.text != note.text:
                     raise NoteError("it cosigned another checkpoint")
-                mine = tuple(s for s in got.signatures if s.name == wk.name)
-                if not mine or not verify_cosignature(SignedNote(note.text, mine), wk.key,
-                                                      cp.origin, cp.size, cp.root,
-                                                      require_pq=True):  # fmt: skip
+                # Only this witness's own key ids: nothing else it sends is copied.
+                ml = [
+                    s for s in got.signatures if s.name == wk.name and s.key_id == wk.key.ml_key_id
+                ]
+                ed = [
+                    s for s in got.signatures if s.name == wk.name and s.key_id == wk.key.ed_key_id
+                ]
+                if len(ml) != 1 or len(ed) > 1 or not verify_cosignature(
+                    SignedNote(note.text, (*ml, *ed)), wk.key, cp.origin, cp.size, cp.root,
+                    require_pq=True,
+                ):  # fmt: skip
                     raise NoteError("no valid ML-DSA-44 cosignature")
             except NoteError as exc:
                 problems[m] = f"invalid cosignature: {exc}"
                 continue
-            sigs.extend(mine)
+            pq.extend(ml)
+            classic.extend(ed)
             self._witnessed[m] = cp.size
-        if len(self._cosigners(sigs)) < self.quorum:
+        if len(pq) < self.quorum:
             return None, problems
-        note = note.with_signatures(*sigs)
+        # Ed25519 cosignatures too while the note stays within what parsers accept.
+        keep = classic if 1 + len(pq) + len(classic) <= MAX_SIGNATURES else []
+        note = note.with_signatures(*pq, *keep)
+        # The auditors' rule, applied before anything is published.
+        accept_checkpoint(note, self.log.signer.verifier(),
+                          [wk.key for wk in self.witnesses.values()], self.quorum,
+                          origin=self.origin)  # fmt: skip
         self.latest = note
         (self.dir / "checkpoint").write_text(note.format())
         size = cp.size
         if self.anchor is not None and size > (self.anchored[-1]["size"] if self.anchored else 0):
             # Members take turns submitting: no single account is the anchor's gatekeeper.
             sender = self.anchor_accounts[len(self.anchored) % len(self.anchor_accounts)]
-            root = self.log.store.root()
+            root = cp.root
             tx = self.anchor.submit(self.origin, size, root, sender=sender)
             self.anchored.append({"size": size, "root": root.hex(), "tx": tx, "from": sender})
             (self.dir / "anchor.json").write_text(json.dumps({
@@ -195,10 +231,6 @@ class AuditTrail:
                 "submitters": self.anchor_accounts, "anchored": self.anchored,
             }, indent=2) + "\n")  # fmt: skip
         return note, problems
-
-    @staticmethod
-    def _cosigners(sigs: Iterable[NoteSignature]) -> set[str]:
-        return {s.name for s in sigs}
 
     def append(self, *entries: codec.Message) -> None:
         self.log.store.append_batch(codec.encode(e) for e in entries)
@@ -257,7 +289,7 @@ class LocalWitnesses:
     def enrol(self, trail: AuditTrail) -> None:
         keys = {}
         for m, w in self.witnesses.items():
-            (reply,) = w.receive(WitnessKeyRequest(origin=trail.origin), 0)
+            (reply,) = w.receive(trail.witness_key_request(), 0)
             assert isinstance(reply, WitnessKey)
             keys[m] = reply
         trail.enrol(keys, self.consortium)

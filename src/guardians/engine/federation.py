@@ -27,7 +27,7 @@ from guardians.ledger.checkpoint import CheckpointError
 from guardians.node.coordinator import CoordinatorNode
 from guardians.protocol.messages import DriftReport
 from guardians.protocol.round import RoundResult, Send
-from guardians.protocol.witness import Cosignature, WitnessKey, WitnessKeyRequest, WitnessSize
+from guardians.protocol.witness import Cosignature, WitnessKey, WitnessSize
 
 COORDINATOR = "coordinator"
 # The step under which a member's work ahead of the next message (MemberNode.idle: its
@@ -159,7 +159,7 @@ class Federation(ABC):
         member's identity key checks out (the trust file auditors pin)."""
         assert self.audit is not None
         origin = self.audit.origin
-        req = WitnessKeyRequest(origin=origin)
+        req = self.audit.witness_key_request()
         self.on_stage(round, "witness-keys")
         keys: dict[str, WitnessKey] = {}
         for member, reply in self.exchange(round, "witness-keys",
@@ -173,7 +173,7 @@ class Federation(ABC):
                 if identity is None:
                     raise CryptoError("no identity key on record")
                 attestation.check(self.coordinator.consortium, member, identity, origin,
-                                  reply.key, reply.attestation)  # fmt: skip
+                                  req.log_key, reply.key, reply.attestation)  # fmt: skip
             except CryptoError as exc:
                 self.incident(Incident(round, member, f"witness key not attested: {exc}",
                                        kind="witness"))  # fmt: skip

@@ -72,30 +72,39 @@ def load_trust(
 
 
 def _check_attestations(report: AuditReport, trust_path: Path, admitted: dict[str, bytes]) -> None:
-    """Every witness in the trust file must be attested by the identity key its member was
-    admitted with (the log's own entries), for this consortium and log."""
-    t = json.loads(trust_path.read_text())
-    consortium = t.get("consortium")
-    if not consortium:
-        report.add("witness attestations", True,
-                   "not declared: the trust file alone vouches for the witness keys")  # fmt: skip
-        return
-    bad = []
-    for w in t["witnesses"]:
-        member = str(w.get("member", ""))
-        try:
-            key = CosignerKey(w["name"], base64.b64decode(w["ed25519"]),
-                              base64.b64decode(w["mldsa44"]))  # fmt: skip
-            identity = admitted.get(member)
-            if identity is None:
-                raise GuardiansError("no identity key admitted on the log")
-            attestation.check(consortium, member, VerifyKey(identity), t["origin"], key,
-                              base64.b64decode(w.get("attestation", "")))  # fmt: skip
-        except (GuardiansError, KeyError, binascii.Error) as exc:
-            bad.append(f"{member or '?'}: {exc}")
+    """Every witness in the trust file must be a different member's, under that member's
+    witness name, attested by the identity key the member was admitted with (the log's own
+    entries) for this consortium and this log (origin and note key)."""
+    bad: list[str] = []
+    try:
+        t = json.loads(trust_path.read_text())
+        consortium = t.get("consortium")
+        if not isinstance(consortium, str) or not consortium:
+            raise ValueError("the trust file names no consortium: witness keys unattested")
+        origin, log_key = str(t["origin"]), base64.b64decode(t["log_key"]["ed25519"], validate=True)
+        seen: set[str] = set()
+        for w in t["witnesses"]:
+            member = str(w.get("member", ""))
+            try:
+                if not member or member in seen:
+                    raise ValueError("each witness must be a different member's")
+                seen.add(member)
+                key = CosignerKey(str(w["name"]), base64.b64decode(w["ed25519"], validate=True),
+                                  base64.b64decode(w["mldsa44"], validate=True))  # fmt: skip
+                identity = admitted.get(member)
+                if identity is None:
+                    raise ValueError("no identity key admitted on the log")
+                signed = base64.b64decode(w.get("attestation", ""), validate=True)
+                attestation.check(consortium, member, VerifyKey(identity), origin, log_key, key,
+                                  signed)  # fmt: skip
+            except (GuardiansError, KeyError, TypeError, ValueError, binascii.Error) as exc:
+                bad.append(f"{member or '?'}: {exc}")
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
+        bad.append(str(exc))
+        t = {"witnesses": []}
     report.add("witness attestations", not bad,
-               "; ".join(bad) if bad else f"{len(t['witnesses'])} witness keys attested by their "
-               "members' identity keys on the log")  # fmt: skip
+               "; ".join(bad) if bad else f"{len(t['witnesses'])} witness keys, one per member, "
+               "attested by the identity keys admitted on the log for this log")  # fmt: skip
 
 
 def default_state_path(origin: str) -> Path:
