@@ -370,8 +370,13 @@ def test_runs_over_the_grid_contract_twice_with_the_same_member_nodes(
     assert first["session"] != second["session"]
     rounds = [json.loads(x) for x in (tmp_path / "run2" / "rounds.jsonl").read_text().splitlines()]
     assert rounds[0]["verified"] and rounds[0]["contributors"] == MEMBERS[:3]
-    assert verify_log_dir(tmp_path / "run2" / "ledger",
-                          trust=tmp_path / "run2" / "ledger" / "trust.json").ok  # fmt: skip
+    pinned = {m: k.raw for m, k in ConsortiumConfig.load(genesis).verify_keys().items()}
+    report = verify_log_dir(
+        tmp_path / "run2" / "ledger",
+        trust=tmp_path / "run2" / "ledger" / "trust.json",
+        identities=pinned,
+    )
+    assert report.ok and ("pinned identities", True) in [(n, ok) for n, ok, _ in report.checks]
     # A run never writes over another's records.
     with pytest.raises(ConfigError, match="already holds a run"):
         run_consortium(LoopbackGrid(services, run_id=71), consortium / "consortium.json",
@@ -607,7 +612,10 @@ def test_flower_deployment_survives_a_killed_supernode(consortium, split, tmp_pa
     # The released models are the ones the ledger holds, and training did train.
     params = [np.load(out / "params" / f"round-{r:03d}.npy") for r in (1, 2, 3)]
     assert [model_hash(p).hex() for p in params] == [r["model_sha256"] for r in rounds]
-    report = verify_log_dir(out / "ledger", trust=out / "ledger" / "trust.json")
+    genesis = ConsortiumConfig.load(consortium / "consortium.json")
+    pinned = {m: k.raw for m, k in genesis.verify_keys().items()}
+    report = verify_log_dir(out / "ledger", trust=out / "ledger" / "trust.json",
+                            identities=pinned)  # fmt: skip
     assert report.ok, report.as_dict()
     store = LogStore(out / "ledger" / "log.db")
     entries = [codec.decode(e) for _, e in store.entries()]

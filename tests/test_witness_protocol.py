@@ -419,3 +419,25 @@ def test_witnesses_without_a_valid_attestation_for_this_log_are_not_enrolled(tmp
     assert set(trail2.witnesses) == {"m1", "m2", "m4"}
     (inc,) = [i for i in fed2.run_record.incidents if i.kind == "witness"]
     assert inc.member == "m3" and "unexpected" in inc.error
+
+
+def test_pinned_genesis_identities_catch_an_operator_that_admits_its_own_keys(founded):
+    trail, wits = founded
+    grow(trail, 2)
+    note, reqs = trail.cosign_requests()
+    trail.publish(note, cosign(wits, reqs))
+    trust = trail.dir / "trust.json"
+    genesis = {m: k.verify_key.raw for m, k in wits.identities.items()}
+
+    def failed(identities) -> dict[str, str]:
+        report = verify_log_dir(trail.dir, trust=trust, state=None, identities=identities)
+        return {name: detail for name, ok, detail in report.checks if not ok}
+
+    assert failed(genesis) == {}
+    # The log admitted (and the witnesses were attested by) keys the genesis does not hold.
+    other = {**genesis, "m1": SigningKey.generate().verify_key.raw}
+    assert "another identity key" in failed(other)["pinned identities"]
+    assert "genesis lists" in failed({**genesis, "m5": genesis["m1"]})["pinned identities"]
+    t = json.loads(trust.read_text())
+    trust.write_text(json.dumps({**t, "quorum": 1}))
+    assert "below a majority" in failed(genesis)["pinned identities"]

@@ -733,14 +733,34 @@ def audit_verify(
     contract: Annotated[
         str | None, typer.Option(help="Address of the anchor contract (with --rpc).")
     ] = None,
+    genesis: Annotated[
+        Path | None,
+        typer.Option(
+            help="The consortium's genesis (consortium.json), held by every member: pins the "
+            "members' identity keys, so the log's admissions and the witness attestations are "
+            "checked against keys the operator did not choose."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Verify a log without trusting its operator: checkpoint signatures and witness quorum,
-    every hash recomputed from the entries, consistency with the last audit, inclusion of every
-    model version. Exit code 1 on any failure."""
+    witness attestations, every hash recomputed from the entries, consistency with the last
+    audit, inclusion of every model version. Exit code 1 on any failure."""
     import tempfile
 
     from guardians.ledger.audit import verify_log_dir
+
+    identities = None
+    if genesis is not None:
+        from guardians.errors import GuardiansError
+        from guardians.node.deployment import ConsortiumConfig
+
+        try:
+            keys = ConsortiumConfig.load(genesis).verify_keys()
+        except GuardiansError as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(code=2) from None
+        identities = {m: k.raw for m, k in keys.items()}
 
     anchor = None
     if rpc or contract:
@@ -754,12 +774,13 @@ def audit_verify(
         anchor = Anchor(Web3(Web3.HTTPProvider(rpc)), Web3.to_checksum_address(contract), "")
     with tempfile.TemporaryDirectory() as tmp:
         if log.startswith(("http://", "https://")):
-            report = _verify_url(log, Path(tmp), trust, state, anchor)
+            report = _verify_url(log, Path(tmp), trust, state, anchor, identities)
         else:
             if not Path(log).is_dir():
                 console.print(f"[bold red]error:[/] {log} is not a log directory")
                 raise typer.Exit(code=2)
-            report = verify_log_dir(log, trust=trust, state=state or "default", anchor=anchor)
+            report = verify_log_dir(log, trust=trust, state=state or "default", anchor=anchor,
+                                    identities=identities)  # fmt: skip
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
     else:
@@ -773,7 +794,10 @@ def audit_verify(
         raise typer.Exit(code=1)
 
 
-def _verify_url(url: str, tmp: Path, trust: Path | None, state: Path | None, anchor: Any) -> Any:
+def _verify_url(
+    url: str, tmp: Path, trust: Path | None, state: Path | None, anchor: Any,
+    identities: dict[str, bytes] | None = None,
+) -> Any:  # fmt: skip
     import httpx
 
     from guardians.ledger.audit import AuditReport, verify_log_dir
@@ -794,7 +818,8 @@ def _verify_url(url: str, tmp: Path, trust: Path | None, state: Path | None, anc
             report = AuditReport(url)
             report.add("tiles", False, f"{type(exc).__name__}: {exc}")
             return report
-    report = verify_log_dir(tmp / "log", trust=trust, state=state or "default", anchor=anchor)
+    report = verify_log_dir(tmp / "log", trust=trust, state=state or "default", anchor=anchor,
+                            identities=identities)  # fmt: skip
     report.log = url
     report.checks.insert(0, ("tiles", True, f"{checked} hash tiles match the entries"))
     return report

@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,33 @@ def load_trust(
     return t["origin"], log, wits, quorum, t.get("anchor")
 
 
+def _check_identities(
+    report: AuditReport, trust_path: Path, admitted: dict[str, bytes],
+    identities: Mapping[str, bytes],
+) -> None:  # fmt: skip
+    """The log's admissions and the trust file's witnesses against the pinned genesis."""
+    bad = []
+    if set(admitted) != set(identities):
+        bad.append(f"the log admits {sorted(admitted)}, the genesis lists {sorted(identities)}")
+    for m in sorted(set(admitted) & set(identities)):
+        if admitted[m] != identities[m]:
+            bad.append(f"{m}: admitted with another identity key than the genesis")
+    try:
+        t = json.loads(trust_path.read_text())
+        listed = {str(w.get("member", "")) for w in t["witnesses"]}
+        quorum = int(t["quorum"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        bad.append(f"unreadable trust file: {exc}")
+    else:
+        if not listed <= set(identities):
+            bad.append(f"witnesses of non-members: {sorted(listed - set(identities))}")
+        if quorum < len(identities) // 2 + 1:
+            bad.append(f"quorum {quorum} is below a majority of the {len(identities)} members")
+    report.add("pinned identities", not bad,
+               "; ".join(bad) if bad else f"{len(identities)} members: the log admits exactly "
+               "their genesis keys, witnesses are theirs, quorum ≥ a majority")  # fmt: skip
+
+
 def _check_attestations(report: AuditReport, trust_path: Path, admitted: dict[str, bytes]) -> None:
     """Every witness in the trust file must be a different member's, under that member's
     witness name, attested by the identity key the member was admitted with (the log's own
@@ -125,10 +153,14 @@ def verify_log_dir(
     trust: str | Path | None = None,
     state: str | Path | None = None,
     anchor: Anchor | None = None,
+    identities: Mapping[str, bytes] | None = None,
 ) -> AuditReport:
     """``state``: file keeping the last accepted checkpoint ("default": one per origin, see
     :func:`default_state_path`). ``anchor``: a live contract to read the latest anchored
-    checkpoint from; without it, the anchors recorded in anchor.json (if any) are checked."""
+    checkpoint from; without it, the anchors recorded in anchor.json (if any) are checked.
+    ``identities``: the members' identity keys pinned out of band (the consortium's genesis):
+    the log must admit exactly these keys, witnesses must be these members', and the quorum
+    at least a majority of them."""
     d = Path(directory)
     report = AuditReport(str(d))
     if trust is None:
@@ -201,6 +233,8 @@ def verify_log_dir(
                 verify_inclusion(idx, cp.size, leaf_hash(data), store.inclusion_proof(idx, cp.size),
                                  cp.root)  # fmt: skip
                 versions += 1
+        if identities is not None:
+            _check_identities(report, trust_path, admitted, identities)
         _check_attestations(report, trust_path, admitted)
         report.kinds = dict(sorted(kinds.items()))
         report.model_versions = versions
