@@ -132,6 +132,7 @@ def test_api_reports_the_demo_ledger(quick_demo):
     snap = summary(client)
     assert snap["verdict"] == "verified", snap["checks"]
     assert all(checks(snap).values())
+    assert checks(snap)["witness attestations"] is True  # the members' own witnesses
     cp = snap["checkpoint"]
     assert (cp["size"], cp["root_hex"], cp["origin"]) == (
         ledger["size"],

@@ -99,19 +99,20 @@ def _check_identities(
                "their genesis keys, witnesses are theirs, quorum ≥ a majority")  # fmt: skip
 
 
-def _check_attestations(report: AuditReport, trust_path: Path, admitted: dict[str, bytes]) -> None:
-    """Every witness in the trust file must be a different member's, under that member's
-    witness name, attested by the identity key the member was admitted with (the log's own
-    entries) for this consortium and this log (origin and note key)."""
+def attestation_problems(trust: Mapping[str, Any], admitted: Mapping[str, bytes]) -> list[str]:
+    """What is wrong with the trust file's witnesses: each must be a different member's, under
+    that member's witness name, attested by the identity key the member was admitted with
+    (``admitted``: the log's own entries) for this consortium and this log (origin and note
+    key). Empty when all is well. Shared by `audit verify` and the portal."""
     bad: list[str] = []
     try:
-        t = json.loads(trust_path.read_text())
-        consortium = t.get("consortium")
+        consortium = trust.get("consortium")
         if not isinstance(consortium, str) or not consortium:
-            raise ValueError("the trust file names no consortium: witness keys unattested")
-        origin, log_key = str(t["origin"]), base64.b64decode(t["log_key"]["ed25519"], validate=True)
+            return ["the trust file names no consortium: witness keys unattested"]
+        origin = str(trust["origin"])
+        log_key = base64.b64decode(trust["log_key"]["ed25519"], validate=True)
         seen: set[str] = set()
-        for w in t["witnesses"]:
+        for w in trust["witnesses"]:
             member = str(w.get("member", ""))
             try:
                 if not member or member in seen:
@@ -128,11 +129,20 @@ def _check_attestations(report: AuditReport, trust_path: Path, admitted: dict[st
             except (GuardiansError, KeyError, TypeError, ValueError, binascii.Error) as exc:
                 bad.append(f"{member or '?'}: {exc}")
     except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
-        bad.append(str(exc))
-        t = {"witnesses": []}
+        bad.append(f"unreadable trust file: {exc}")
+    return bad
+
+
+def _check_attestations(report: AuditReport, trust_path: Path, admitted: dict[str, bytes]) -> None:
+    try:
+        trust = json.loads(trust_path.read_text())
+        bad = attestation_problems(trust, admitted)
+        n = len(trust["witnesses"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        bad, n = [f"unreadable trust file: {exc}"], 0
     report.add("witness attestations", not bad,
-               "; ".join(bad) if bad else f"{len(t['witnesses'])} witness keys, one per member, "
-               "attested by the identity keys admitted on the log for this log")  # fmt: skip
+               "; ".join(bad) if bad else f"{n} witness keys, one per member, attested by the "
+               "identity keys admitted on the log for this log")  # fmt: skip
 
 
 def default_state_path(origin: str) -> Path:

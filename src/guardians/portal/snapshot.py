@@ -31,7 +31,7 @@ from typing import Any
 
 from guardians import codec
 from guardians.errors import GuardiansError
-from guardians.ledger.audit import load_trust
+from guardians.ledger.audit import attestation_problems, load_trust
 from guardians.ledger.checkpoint import Checkpoint, accept_checkpoint
 from guardians.ledger.entries import (
     Incident,
@@ -112,6 +112,24 @@ class _Trust:
     members: dict[str, str]  # witness name -> member id
 
 
+def _attestations(trust_path: Path | None, decoded: Decoded, checks: _Checks) -> None:
+    """The witnesses' keys against their members' attestations, as `guardians audit verify`
+    checks them (identity keys from the log's admissions)."""
+    if trust_path is None:
+        return
+    admitted: dict[str, bytes] = {}
+    for _, _, e in decoded:
+        if isinstance(e, MemberAdmitted):
+            admitted.setdefault(e.member, e.identity_key)
+    try:
+        bad = attestation_problems(json.loads(trust_path.read_text()), admitted)
+    except (OSError, ValueError) as exc:
+        bad = [f"unreadable trust file: {exc}"]
+    checks.add("witness attestations", not bad,
+               "; ".join(bad) if bad else "every witness key attested by its member's identity "
+               "key on the log")  # fmt: skip
+
+
 def _read_trust(path: Path) -> _Trust:
     # The ledger's own parser, so the portal and `guardians audit verify` agree on the keys;
     # the raw file adds the member each witness belongs to.
@@ -180,6 +198,7 @@ class Portal:
         if store is not None:
             try:
                 decoded = _read_log(store, cp, checkpoint, log, checks)
+                _attestations(self.trust_path if trust else None, decoded, checks)
                 included = _inclusion(store, cp, checkpoint, decoded, checks)
                 anchor = self._anchor(store, trust, checks)
                 self._consistency(store, cp, checkpoint, checks)
