@@ -144,8 +144,9 @@ def test_genesis_and_member_files_refuse_bad_input(consortium, tmp_path):
 
 # --- the member service -----------------------------------------------------------------------
 def _service(
-    consortium: Path, member: str = "member-01", identity: SigningKey | None = None
-) -> member_service.MemberService:
+    consortium: Path, member: str = "member-01", identity: SigningKey | None = None,
+    evidence_dir: Path | None = None,
+) -> member_service.MemberService:  # fmt: skip
     """A member's node as `guardians member serve` builds it."""
     cfg = ConsortiumConfig.load(consortium / "consortium.json")
     d = member_dir(consortium, member)
@@ -158,7 +159,55 @@ def _service(
                           require_secure=cfg.privacy == "secagg",
                           external_training=cfg.external)  # fmt: skip
 
-    return member_service.MemberService(member, data.X, factory, cfg.name, cfg.digest())
+    return member_service.MemberService(member, data.X, factory, cfg.name, cfg.digest(),
+                                        evidence_dir=evidence_dir)  # fmt: skip
+
+
+def test_the_member_keeps_its_own_evidence_of_a_split_view(consortium, tmp_path):
+    """The refusal goes to the coordinator, the party under suspicion: the member's service
+    also writes the evidence (both checkpoints as the log signed them) to its own disk."""
+    from guardians.engine.audit import AuditTrail
+    from guardians.ledger.checkpoint import TransparencyLog
+    from guardians.ledger.entries import ModelPromoted
+    from guardians.ledger.note import SignedNote
+    from guardians.protocol.witness import Cosignature, CosignRequest
+
+    evidence = tmp_path / "evidence"
+    svc = _service(consortium, evidence_dir=evidence)
+    svc.handle({"op": "hello", "nonce": os.urandom(32), "node_id": 1, "run_id": 9})
+
+    def deliver(msg):
+        return svc.handle({"op": "deliver", "payload": codec.encode(msg), "run_id": 9})
+
+    trail = AuditTrail(tmp_path / "log", "c.example/log", ["member-01"])
+    trail.append(*(ModelPromoted(version=k, model_hash=bytes(32)) for k in range(3)))
+    assert "replies" in deliver(trail.witness_key_request())
+    note = trail.log.checkpoint()
+    req = CosignRequest(log_name=trail.origin, log_key=trail.log.signer.public_key, proof=(),
+                        old_size=0, note=note.format())  # fmt: skip
+    (reply,) = deliver(req)["replies"]
+    assert isinstance(codec.decode(reply), Cosignature)
+    assert not evidence.exists()  # nothing to report yet
+    fork = LogStore(tmp_path / "fork.db")
+    fork.append_batch(codec.encode(ModelPromoted(version=k, model_hash=b"\x01" * 32))
+                      for k in range(5))  # fmt: skip
+    forked = TransparencyLog(fork, trail.origin, trail.log.signer).checkpoint()
+    bad = CosignRequest(log_name=trail.origin, log_key=trail.log.signer.public_key,
+                        proof=tuple(fork.consistency_proof(3)), old_size=3,
+                        note=forked.format())  # fmt: skip
+    refused = deliver(bad)
+    assert refused["error_type"] == "RemoteProtocolError" and "split view" in refused["error"]
+    (path,) = evidence.iterdir()
+    assert path.stat().st_mode & 0o777 == 0o600
+    ev = json.loads(path.read_text())
+    verifier = trail.log.signer.verifier()
+    for key in ("witnessed_note", "presented_note"):  # both signed by the log itself
+        verifier.verify(SignedNote.parse(ev[key]))
+    assert (
+        SignedNote.parse(ev["presented_note"]).text != SignedNote.parse(ev["witnessed_note"]).text
+    )
+    deliver(bad)  # the same refusal again: no second copy
+    assert len(list(evidence.iterdir())) == 1
 
 
 def test_member_service_answers_and_refuses_with_typed_errors(consortium):

@@ -56,6 +56,13 @@ def member_serve(
             "SuperNode runs under, kept apart from the keys and records. Default: owner only."
         ),
     ] = None,
+    evidence_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where this member's witness keeps evidence of a log that showed it a split "
+            "view or a rewritten history (default: MEMBER-witness-evidence beside the socket)."
+        ),
+    ] = None,
 ) -> None:
     """Serve this member's node on a Unix socket (mode 0600) until interrupted.
 
@@ -86,7 +93,9 @@ def member_serve(
             require_secure=cfg.privacy == "secagg", external_training=cfg.external,
         )  # fmt: skip
 
-    service = MemberService(member, data.X, new_node, cfg.name, cfg.digest())
+    evidence = evidence_dir or socket.parent / f"{member}-witness-evidence"
+    service = MemberService(member, data.X, new_node, cfg.name, cfg.digest(),
+                            evidence_dir=evidence)  # fmt: skip
     try:
         server = serve(service, socket, group=socket_group)
     except ServiceError as exc:

@@ -17,7 +17,9 @@ and ``{"op": "egress"}`` (``"egress"``: the member's egress record); any refusal
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import os
 import socket
 import socketserver
@@ -109,9 +111,14 @@ class MemberService:
 
     def __init__(
         self, member: str, records: np.ndarray, factory: NodeFactory, consortium: str,
-        genesis: str, meter: EgressMeter | None = None,
+        genesis: str, meter: EgressMeter | None = None, evidence_dir: Path | None = None,
     ) -> None:  # fmt: skip
+        """``evidence_dir``: where this member's witness keeps evidence of a log that showed
+        it a split view or a rewritten history (one 0600 JSON file each): the refusal itself
+        goes to the coordinator, the party under suspicion, so the member keeps its own copy."""
         self.member = member
+        self.evidence_dir = evidence_dir
+        self._evidence_saved = 0
         self.factory = factory
         self.consortium = consortium
         self.genesis = genesis
@@ -125,6 +132,7 @@ class MemberService:
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             response = self._handle(request)
+            self._keep_evidence()
             # Deliver replies were metered message by message; everything else the member
             # lets out (its signed hello, error texts, its egress record) is metered here.
             if "error" in response or request.get("op") != "deliver":
@@ -145,7 +153,29 @@ class MemberService:
         if run_id != self.run_id or self.node is None:
             self.node = self.factory(session_name(self.consortium, self.genesis, run_id))
             self.run_id = run_id
+            self._evidence_saved = 0
         return self.node
+
+    def _keep_evidence(self) -> None:
+        """Write the witness's new conflict evidence, if any, to the evidence directory."""
+        node = self.node
+        if node is None or node.witness is None or self.evidence_dir is None:
+            return
+        found = node.witness.state.evidence[self._evidence_saved :]
+        for ev in found:
+            data = json.dumps(ev, indent=2, sort_keys=True).encode()
+            name = hashlib.sha256(data).hexdigest() + ".json"
+            try:
+                self.evidence_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                fd = os.open(self.evidence_dir / name, flags, 0o600)
+            except FileExistsError:
+                continue  # the same evidence again
+            except OSError:
+                return  # kept in memory; written when the directory is usable
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        self._evidence_saved += len(found)
 
     def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")

@@ -124,6 +124,9 @@ class Witness:
     logs: Mapping[str, NoteVerifier]
     latest: dict[str, Checkpoint] = field(default_factory=dict)
     evidence: list[dict[str, object]] = field(default_factory=list)
+    # The log-signed note of each latest checkpoint: with the conflicting one, evidence that
+    # a third party can check against the log's key.
+    latest_notes: dict[str, str] = field(default_factory=dict)
 
     def add_checkpoint(
         self, old_size: int, proof: Sequence[bytes], note: SignedNote, timestamp: int
@@ -144,12 +147,13 @@ class Witness:
                 f"{cp.origin}: old size {old_size} does not match the witnessed size {known_size}"
             )
         if cp.size < known_size:
-            self._conflict(cp, known, proof, "the tree shrank (rollback)")
+            self._conflict(cp, known, proof, "the tree shrank (rollback)", note)
         if known is not None and known.size:
             try:
                 verify_consistency(known.size, cp.size, known.root, cp.root, proof)
             except ProofError as exc:
-                self._conflict(cp, known, proof, f"no consistency with the witnessed tree: {exc}")
+                self._conflict(cp, known, proof, f"no consistency with the witnessed tree: {exc}",
+                               note)  # fmt: skip
         elif proof:
             raise CheckpointError("a first checkpoint needs no consistency proof")
         if cp.size == 0 and cp.root != EMPTY_ROOT:
@@ -157,6 +161,8 @@ class Witness:
         # Cosign first: if signing fails, the witnessed state must not move.
         sigs = self.cosigner.cosign(note.text, cp.origin, cp.size, cp.root, timestamp)
         self.latest[cp.origin] = cp
+        self.latest_notes[cp.origin] = SignedNote(note.text, tuple(
+            s for s in note.signatures if s.name == verifier.name)).format()  # fmt: skip
         return note.with_signatures(*sigs)
 
     def save(self, path: str | Path) -> None:
@@ -179,14 +185,19 @@ class Witness:
             raise CheckpointError(f"{path}: unreadable witness state: {exc}") from None
 
     def _conflict(
-        self, cp: Checkpoint, known: Checkpoint | None, proof: Sequence[bytes], why: str
-    ) -> None:
+        self, cp: Checkpoint, known: Checkpoint | None, proof: Sequence[bytes], why: str,
+        note: SignedNote | None = None,
+    ) -> None:  # fmt: skip
         ev = {
             "origin": cp.origin,
             "witnessed": known.text() if known else "",
             "presented": cp.text(),
             "proof": [p.hex() for p in proof],
             "reason": why,
+            # Both notes as the log signed them (when known): the log's own signature on two
+            # checkpoints that do not extend one another.
+            "witnessed_note": self.latest_notes.get(cp.origin, ""),
+            "presented_note": note.format() if note is not None else "",
         }
         self.evidence.append(ev)
         raise ConflictError(f"{cp.origin}: split view or rewritten history: {why}", ev)
