@@ -94,31 +94,19 @@ _pool: ThreadPoolExecutor | None = None
 def _msm_many(jobs: Sequence[tuple[list[G1Point], list[_ArkScalar]]]) -> list[G1Point]:
     """Several MSMs at once, each large one split in halves over two threads."""
     global _pool
-    two = (os.cpu_count() or 1) >= 2
-    if two and _pool is None:
+    if _pool is None and (os.cpu_count() or 1) >= 2:
         _pool = ThreadPoolExecutor(2, thread_name_prefix="guardians-msm")
-    pending, inline = [], []
+    # Submit every large job's first half before computing any second half here, so the
+    # halves of all jobs overlap (the Rust MSM releases the GIL).
+    halves = []
     for pts, sc in jobs:
-        n = len(pts)
-        if not n:
-            pending.append([])
-            inline.append([])
-        elif n < _MSM_SPLIT or not two or _pool is None:
-            pending.append([])
-            inline.append([(pts, sc)])
-        else:
-            h = n // 2
-            # The Rust MSM releases the GIL: two halves run on two cores.
-            pending.append([_pool.submit(G1Point.multiexp_unchecked, pts[:h], sc[:h])])
-            inline.append([(pts[h:], sc[h:])])
+        split = len(pts) // 2 if _pool is not None and len(pts) >= _MSM_SPLIT else 0
+        fut = _pool.submit(G1Point.multiexp_unchecked, pts[:split], sc[:split]) if split else None
+        halves.append((fut, pts[split:], sc[split:]))
     out = []
-    for fut, own in zip(pending, inline, strict=True):
-        acc = G1Point.identity()
-        for pts, sc in own:
-            acc = acc + G1Point.multiexp_unchecked(pts, sc)
-        for f in fut:
-            acc = acc + f.result()
-        out.append(acc)
+    for fut, pts, sc in halves:
+        acc = G1Point.multiexp_unchecked(pts, sc) if pts else G1Point.identity()
+        out.append(acc + fut.result() if fut is not None else acc)
     return out
 
 

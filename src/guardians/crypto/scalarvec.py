@@ -21,16 +21,12 @@ LIMBS = SCALAR_BYTES // 2
 _CHUNK_ROWS = 1 << 20
 # r as four little-endian 64-bit words, for the vectorized "is canonical" test.
 _ORDER_WORDS = [(ORDER >> (64 * i)) & 0xFFFF_FFFF_FFFF_FFFF for i in range(4)]
-_MASK_255 = np.uint64((1 << 63) - 1)
+_TOP_WORD_MASK = np.uint64((1 << 63) - 1)  # keeps 255 bits of a 256-bit entry
 
 
-def _words(raw: bytes | np.ndarray, n: int) -> np.ndarray:
-    return np.frombuffer(raw, dtype="<u8", count=4 * n).reshape(n, 4)
-
-
-def below_order(raw: bytes, n: int) -> np.ndarray:
+def below_order(raw: bytes | np.ndarray, n: int) -> np.ndarray:
     """For each 32-byte entry, whether it is below r (lexicographic over 64-bit words)."""
-    w = _words(raw, n)
+    w = np.frombuffer(raw, dtype="<u8", count=4 * n).reshape(n, 4)
     lt = np.zeros(n, dtype=bool)
     eq = np.ones(n, dtype=bool)
     for i in (3, 2, 1, 0):
@@ -57,10 +53,10 @@ def random(n: int) -> bytes:
     out = np.empty((0, 4), dtype="<u8")
     while len(out) < n:
         want = n - len(out)
-        cand = np.frombuffer(os.urandom(32 * (want + want // 8 + 16)), dtype="<u8").reshape(-1, 4)
-        cand = cand.copy()
-        cand[:, 3] &= _MASK_255
-        keep = below_order(cand.tobytes(), len(cand))
+        raw = bytearray(os.urandom(32 * (want + want // 8 + 16)))
+        cand = np.frombuffer(raw, dtype="<u8").reshape(-1, 4)
+        cand[:, 3] &= _TOP_WORD_MASK
+        keep = below_order(cand, len(cand))
         out = np.concatenate([out, cand[keep]])
     return out[:n].tobytes()
 
@@ -115,15 +111,20 @@ def project(rows: np.ndarray, raw: bytes) -> list[int]:
     return [_combine_limb_sums(r) % ORDER for r in acc]
 
 
-def dot_small(raw: bytes, x: np.ndarray) -> int:
-    """Σ zᵢ·xᵢ mod r for signed 64-bit integers x: x in four 16-bit limbs (the top one
-    signed), so each limb product is below 2^32 in magnitude."""
+def signed_limbs(x: np.ndarray) -> np.ndarray:
+    """(n, 4) float64 limbs of signed 64-bit integers: three 16-bit ones and a signed top one,
+    so Σₖ limbₖ·2^(16k) = x and a product with a 16-bit limb stays below 2^32 in magnitude."""
     x = np.asarray(x, dtype=np.int64)
-    xl = np.stack([(x >> s) & 0xFFFF for s in (0, 16, 32)] + [x >> 48], axis=1)
+    return np.stack([(x >> s) & 0xFFFF for s in (0, 16, 32)] + [x >> 48], axis=1).astype(np.float64)
+
+
+def dot_small(raw: bytes, x: np.ndarray) -> int:
+    """Σ zᵢ·xᵢ mod r for signed 64-bit integers x (see :func:`signed_limbs`)."""
+    xl = signed_limbs(x)
     total = 0
     for s in range(0, len(x), _CHUNK_ROWS):
         lb = limbs(raw[SCALAR_BYTES * s : SCALAR_BYTES * (s + _CHUNK_ROWS)])
-        m = (lb.T @ xl[s : s + _CHUNK_ROWS].astype(np.float64)).tolist()
+        m = (lb.T @ xl[s : s + _CHUNK_ROWS]).tolist()
         for k in range(LIMBS):
             for j in range(4):
                 total += int(m[k][j]) << (16 * (k + j))

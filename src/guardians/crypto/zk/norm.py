@@ -162,9 +162,7 @@ _CHUNK = 32
 def _project_small(rows: np.ndarray, x: np.ndarray) -> list[int]:
     """A·x over the integers for int64 x, exactly: four 16-bit limbs (the top one signed), so
     every float64 partial sum stays below 2^53 for d < 2^37."""
-    limbs = np.stack([(x >> s) & 0xFFFF for s in (0, 16, 32)] + [x >> 48], axis=1).astype(
-        np.float64
-    )
+    limbs = scalarvec.signed_limbs(x)
     out = np.empty((rows.shape[0], 4))
     for s in range(0, rows.shape[0], _CHUNK):
         out[s : s + _CHUNK] = rows[s : s + _CHUNK].astype(np.float64) @ limbs
