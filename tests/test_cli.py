@@ -23,6 +23,8 @@ def test_quick_demo_writes_report_metrics_and_scorecard(quick_demo):
     cost = metrics["federated"]["compute"]
     assert cost["proofs"] and cost["norm_bound"] == 2.0
     assert cost["masked_input_s_per_member_round"] > 0 and cost["verify_s_per_round"] > 0
+    assert cost["contribution_s_per_member_round"] > 0
+    assert cost["prover_masks_s_per_member_round"] > 0
     assert cost["masked_input_bytes_per_member_round"] > 32 * cost["params"]
     assert all(r["verified"] and not r["rejected"] for r in metrics["federated"]["per_round"])
     assert metrics["wdbc"]["federated"]["compute"]["proofs"]
@@ -172,6 +174,12 @@ def test_bench_zk_reports_the_keys_and_a_verified_round():
     # Members computed their contributions during the key exchange, timed apart.
     assert rnd["verifiable"]["steps_max_s"]["idle/contribution"] > 0
     assert 0 < rnd["verifiable"]["round_ahead_s"] < rnd["verifiable"]["round_s"]
+    assert rnd["verifiable"]["steps_max_s"]["idle/prover-masks"] > 0
+    for mode in ("plaintext", "secagg", "verifiable"):
+        assert rnd[mode]["latency_s"] >= rnd[mode]["coordinator_s"] > 0
+    assert rnd["round_overhead_latency"] == pytest.approx(
+        rnd["verifiable"]["latency_s"] / rnd["plaintext"]["latency_s"]
+    )
     assert rnd["break_even_plaintext_round_s"] == pytest.approx(rnd["proof_added_s"] / 2)
     assert res["commitment_vs_plaintext_round"] > 0
     assert res["anchor"]["prove_us_per_param"] == pytest.approx(60.27, abs=0.01)

@@ -171,6 +171,32 @@ def test_prover_refuses_false_statements():
         norm.prove(CTX, STMT, com, norm.Opening(np.concatenate([vals[:-1], [-1]]), 0))
 
 
+def test_precomputed_masks_prove_once_for_their_dimension():
+    vals = _vector(np.random.default_rng(11), D, 1.5, 300)
+    com, op = norm.commit(STMT, vals)
+    masks = norm.precompute_masks(STMT)
+    proof = norm.prove(CTX, STMT, com, op, masks)
+    norm.verify(CTX, STMT, com, proof)
+    assert proof.t_main == masks.point and masks.used
+    # A second response under the same masks would reveal the update: refused.
+    with pytest.raises(norm.MasksUsedError):
+        norm.prove(CTX, STMT, com, op, masks)
+    other = norm.NormStatement.for_update(D + 1, norm_bound=2.0, scale_bits=8, max_weight=1000)
+    with pytest.raises(ConfigError, match="masks for 25 coordinates"):
+        norm.prove(CTX, STMT, com, op, norm.precompute_masks(other))
+    # Consumed even when the prover refuses the statement.
+    bad = _vector(np.random.default_rng(1), D, 2.5, 300)
+    com_b, op_b = norm.commit(STMT, bad)
+    fresh = norm.precompute_masks(STMT)
+    with pytest.raises(FalseStatementError):
+        norm.prove(CTX, STMT, com_b, op_b, fresh)
+    with pytest.raises(norm.MasksUsedError):
+        norm.prove(CTX, STMT, com, op, fresh)
+    # Fresh masks every time: two proofs of one commitment share no T.
+    again = norm.prove(CTX, STMT, com, op)
+    assert again.t_main != proof.t_main and again.z_main != proof.z_main
+
+
 @pytest.mark.parametrize("excess", [1, 10**6])
 def test_cheating_prover_over_the_bound_is_rejected(excess):
     """Run the protocol on a false statement, with the slack's low bits (what a cheater would

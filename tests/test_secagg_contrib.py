@@ -145,6 +145,28 @@ def test_a_contribution_computed_ahead_is_the_one_masked(keys):
     assert not m.prepare()  # nothing left to do after the masked input
 
 
+def test_prover_masks_made_ahead_serve_the_round_they_fit(keys):
+    first = Verifiable(keys)
+    first.run()
+    stmt = first.members["m0"].statement
+    other = norm.NormStatement(stmt.dim + 1, stmt.bound_sq, stmt.weight_bits)
+    v = Verifiable(keys, round=2)
+    fits, misfit = norm.precompute_masks(stmt), norm.precompute_masks(other)
+    v.members["m0"].masks, v.members["m1"].masks = fits, misfit
+    seen: dict[str, MaskedInput] = {}
+
+    def keep(who: str, msg: codec.Message) -> codec.Message:
+        if isinstance(msg, MaskedInput):
+            seen[who] = msg
+        return msg
+
+    result, sends = v.run(keep)
+    assert result.verified and result.rejected == {} and v.deliver(sends) == {}
+    assert norm.NormProof.from_bytes(seen["m0"].proof, stmt).t_main == fits.point and fits.used
+    assert not misfit.used  # another dimension: ignored, fresh masks made inline
+    assert v.members["m0"].masks is v.members["m1"].masks is None
+
+
 def test_a_contribution_failing_ahead_fails_the_masked_input_stage(keys):
     v = Verifiable(keys)
     v.members["m0"].vector = np.full(D, np.nan)

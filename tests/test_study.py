@@ -146,7 +146,7 @@ def test_members_left_out_of_a_round_still_follow_the_global_model(split):
         assert np.array_equal(node.model.get_params(), fed.coordinator.params)
 
 
-def _secure_federation(split, members, dropouts=None):
+def _secure_federation(split, members, dropouts=None, norm_bound=None):
     """A secure-aggregation consortium of logistic-regression members with identity keys."""
     from guardians.crypto.sign import SigningKey
 
@@ -165,6 +165,7 @@ def _secure_federation(split, members, dropouts=None):
     coord = CoordinatorNode(
         ids, build_model("logreg", train.n_features, 2), TrainConfig(), np.random.default_rng(1),
         n_features=train.n_features, privacy="secagg", directory=directory,
+        norm_bound=norm_bound,
     )  # fmt: skip
     return InProcessFederation(coord, nodes, dropouts=dropouts)
 
@@ -186,6 +187,31 @@ def test_secure_statistics_give_the_pooled_standardizer(split):
     # Every member adopted it.
     for node in nodes.values():
         np.testing.assert_array_equal(node.standardizer.mean, std.mean)
+
+
+def test_members_make_next_round_prover_masks_while_the_coordinator_verifies(split):
+    from guardians.engine.federation import IDLE_MASKS, IDLE_STEP
+
+    fed = _secure_federation(split, 4, norm_bound=2.0)
+    fed.standardize()
+    assert fed.run_round(1).verified
+    d = fed.coordinator.params.shape[0]
+    ready = {m: node._masks for m, node in fed.members.items()}
+    assert all(k is not None and k.dim == d and not k.used for k in ready.values())
+    assert fed.run_round(2).verified
+    # Round 2's proofs were made with the masks computed during round 1, and fresh ones wait.
+    for m, node in fed.members.items():
+        assert ready[m].used and node._masks is not ready[m] and not node._masks.used
+        for r in (1, 2):
+            assert fed.compute[(r, m, IDLE_STEP)] > 0 and fed.compute[(r, m, IDLE_MASKS)] > 0
+    # The timeline: the coordinator's own work lies within each round, and no round takes
+    # longer than every party's work done one after the other.
+    for r in (1, 2):
+        spent = {p: 0.0 for p in ("coordinator", *fed.members)}
+        for (rnd, party, _), sec in fed.compute.items():
+            if rnd == r:
+                spent[party] += sec
+        assert spent["coordinator"] <= fed.latency[r] <= sum(spent.values())
 
 
 def test_member_policy_refuses_plaintext_rounds(split):

@@ -28,7 +28,7 @@ import numpy as np
 from guardians.crypto.sign import SigningKey
 from guardians.engine.audit import found_trail
 from guardians.engine.egress import EgressMeter, summarize
-from guardians.engine.federation import IDLE_STEP
+from guardians.engine.federation import IDLE_MASKS, IDLE_STEP
 from guardians.engine.inprocess import COORDINATOR, InProcessFederation, InProcessNetwork
 from guardians.errors import ConfigError
 from guardians.learning import attacks
@@ -372,7 +372,8 @@ def _mean(xs: list[float]) -> float | None:
 
 def _compute_costs(fed: InProcessFederation, coord: CoordinatorNode) -> dict[str, Any]:
     """Seconds per member per round for local training, the contribution (encode, commit,
-    prove: computed ahead, while the keys are exchanged) and the masked-input step (mask), and
+    prove: computed ahead, while the keys are exchanged), the prover masks for the next proof
+    (made while the coordinator verifies) and the masked-input step (mask), and
     per round for the coordinator's proof and opening checks."""
     by: dict[str, list[float]] = {}
     for (rnd, party, step), sec in fed.compute.items():
@@ -388,6 +389,7 @@ def _compute_costs(fed: InProcessFederation, coord: CoordinatorNode) -> dict[str
         "params": int(coord.params.shape[0]),
         "train_s_per_member_round": _mean(by.get("member:fl/train", [])),
         "contribution_s_per_member_round": _mean(by.get(f"member:{IDLE_STEP}", [])),
+        "prover_masks_s_per_member_round": _mean(by.get(f"member:{IDLE_MASKS}", [])),
         "masked_input_s_per_member_round": _mean(by.get("member:secagg/shares-relay", [])),
         "verify_s_per_round": _mean(by.get("close:masked", [])),
         "finish_s_per_round": _mean(by.get("finish", [])),

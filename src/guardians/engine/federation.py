@@ -30,9 +30,12 @@ from guardians.protocol.round import RoundResult, Send
 from guardians.protocol.witness import Cosignature, WitnessKey, WitnessSize
 
 COORDINATOR = "coordinator"
-# The step under which a member's work ahead of the next message (MemberNode.idle: its
-# contribution, computed while the key exchange runs) is timed.
-IDLE_STEP = "idle/contribution"
+# The steps under which a member's work ahead of the next message (MemberNode.idle) is timed:
+# its contribution, computed while the key exchange runs, and the prover masks for its next
+# proof, computed while the coordinator verifies the round's proofs.
+IDLE_PREFIX = "idle/"
+IDLE_STEP = IDLE_PREFIX + "contribution"
+IDLE_MASKS = IDLE_PREFIX + "prover-masks"
 
 
 @dataclass
@@ -84,14 +87,20 @@ class Federation(ABC):
     def incident(self, inc: Incident) -> None:
         self.run_record.incidents.append(inc)
 
+    def coordinator_work(self, round: int, step: str, seconds: float) -> None:
+        """Account the coordinator's compute (a transport with a clock of its own adds to it)."""
+        self.compute[(round, COORDINATOR, step)] += seconds
+
     def _stage(self, rnd: Any, sends: list[Send], round: int) -> None:
         stage = rnd.stage
         self.on_stage(round, str(stage))
         for member, reply in self.exchange(round, stage, sends):
+            t0 = time.perf_counter()
             try:
                 rnd.receive(member, reply)
             except RemoteProtocolError as exc:
                 self.incident(Incident(round, member, str(exc)))
+            self.coordinator_work(round, f"receive:{stage}", time.perf_counter() - t0)
 
     @contextlib.contextmanager
     def _aborts_logged(self, round: int) -> Iterator[None]:
@@ -126,10 +135,10 @@ class Federation(ABC):
                 stage = rnd.stage
                 t0 = time.perf_counter()
                 sends = rnd.advance()  # RoundAbortedError: no model is released
-                self.compute[(round, COORDINATOR, f"close:{stage}")] += time.perf_counter() - t0
+                self.coordinator_work(round, f"close:{stage}", time.perf_counter() - t0)
             t0 = time.perf_counter()
             result, sends = rnd.finish(self.coordinator.members)
-        self.compute[(round, COORDINATOR, "finish")] += time.perf_counter() - t0
+        self.coordinator_work(round, "finish", time.perf_counter() - t0)
         self.coordinator.adopt(result)
         for member, why in self.coordinator.alerts.items():
             self.incident(Incident(round, member, why, kind="anomalous-update"))

@@ -16,7 +16,7 @@ from guardians.engine.audit import AuditTrail
 from guardians.engine.egress import EgressMeter
 from guardians.engine.federation import (
     COORDINATOR,
-    IDLE_STEP,
+    IDLE_PREFIX,
     Federation,
     FederationRun,
     Incident,
@@ -26,7 +26,7 @@ from guardians.engine.federation import (
 from guardians.errors import RemoteProtocolError
 from guardians.node.coordinator import CoordinatorNode
 from guardians.node.member import MemberNode
-from guardians.protocol.round import Send
+from guardians.protocol.round import RoundResult, Send
 
 __all__ = ["COORDINATOR", "FederationRun", "InProcessFederation", "InProcessNetwork",
            "Incident", "RoundCallback"]  # fmt: skip
@@ -66,6 +66,16 @@ class InProcessFederation(Federation):
         self.network = network or InProcessNetwork()
         for m, node in self.members.items():
             self.network.meter.register_boundary(m, node.records)
+        # A clock for the round's latency as if every party had a machine of its own and
+        # messages were instant: each party's measured compute placed on a shared timeline.
+        # A member starts a message once it arrives and the member is free (work ahead can
+        # delay it); the coordinator closes a stage once the last reply is in.
+        self._now = 0.0  # the coordinator's time
+        self._free: dict[str, float] = {}  # when each member's own work (ahead too) is done
+        self._done: dict[tuple[int, str], float] = {}  # last reply per (round, member)
+        self._reply_at = 0.0
+        self._round_end: float | None = None
+        self.latency: dict[int, float] = {}  # round → seconds on that timeline
 
     def _gone(self, member: str, round: int, stage: str) -> bool:
         """Whether ``member`` has dropped out by ``stage`` of ``round`` (simulated failures)."""
@@ -79,27 +89,51 @@ class InProcessFederation(Federation):
         """Deliver one coordinator message; return the member's (already transmitted) replies."""
         node = self.members[send.to]
         msg = self.network.transmit(COORDINATOR, send.to, send.message)
+        start = max(self._now, self._free.get(send.to, 0.0))
         t0 = time.perf_counter()
         try:
             replies = node.handle(msg)
         except RemoteProtocolError as exc:
-            self.compute[(round, send.to, msg.KIND)] += time.perf_counter() - t0
             self.incident(Incident(round, COORDINATOR, str(exc)))
+            replies = None
+        spent = time.perf_counter() - t0
+        self.compute[(round, send.to, msg.KIND)] += spent
+        self._free[send.to] = self._done[(round, send.to)] = done = start + spent
+        if replies is None:
             return []
-        self.compute[(round, send.to, msg.KIND)] += time.perf_counter() - t0
+        if replies:
+            self._reply_at = max(self._reply_at, done)
         out = [self.network.transmit(send.to, COORDINATOR, r) for r in replies]
         # With its replies on their way the member would be waiting: work ahead, timed apart
-        # (IDLE_STEP) so a round's time can be read with or without it.
+        # (idle/...) so a round's time can be read with or without it.
         t0 = time.perf_counter()
-        if node.idle():
-            self.compute[(round, send.to, IDLE_STEP)] += time.perf_counter() - t0
+        what = node.idle()
+        if what:
+            spent = time.perf_counter() - t0
+            self.compute[(round, send.to, IDLE_PREFIX + what)] += spent
+            self._free[send.to] = done + spent
         return out
 
+    def coordinator_work(self, round: int, step: str, seconds: float) -> None:
+        super().coordinator_work(round, step, seconds)
+        self._now += seconds
+
+    def run_round(self, round: int) -> RoundResult:
+        begin = self._now if self._round_end is None else self._round_end
+        result = super().run_round(round)
+        ends = [t for (r, _), t in self._done.items() if r == round]
+        self._round_end = max([self._now, *ends])
+        self.latency[round] = self._round_end - begin
+        return result
+
     def exchange(self, round: int, stage: str, sends: Sequence[Send]) -> Replies:
-        return [
+        self._reply_at = self._now
+        out = [
             (send.to, reply)
             for send in sends
             # The model itself still reaches a member that dropped out of the round.
             if stage in ("standardizer", "model") or not self._gone(send.to, round, stage)
             for reply in self._deliver(send, round)
         ]
+        self._now = self._reply_at
+        return out

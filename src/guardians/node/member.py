@@ -14,6 +14,7 @@ import numpy as np
 
 from guardians.codec import Message
 from guardians.crypto.sign import SigningKey, VerifyKey
+from guardians.crypto.zk import norm
 from guardians.errors import LocalProtocolError, RemoteProtocolError
 from guardians.learning.data import Dataset
 from guardians.learning.models import Model
@@ -27,7 +28,7 @@ from guardians.protocol.round import (
     StatsRequested,
     TrainingRequested,
 )
-from guardians.protocol.secagg.client import SecAggMember
+from guardians.protocol.secagg.client import SecAggMember, Stage
 from guardians.protocol.secagg.messages import (
     AggregateOpening,
     ConsistencyCheck,
@@ -71,6 +72,8 @@ class MemberNode:
         self.require_secure = require_secure
         self._pending: tuple[int, np.ndarray, int, FixedPoint] | None = None
         self.secagg: SecAggMember | None = None
+        # Prover masks for the next contribution proof, made while the member waits.
+        self._masks: norm.ProverMasks | None = None
         self.data = data
         self.model = model
         self.rng = rng
@@ -223,7 +226,9 @@ class MemberNode:
                 vector=vector,
                 weight=weight,
                 fixed_point=fp,
+                masks=self._masks,
             )  # fmt: skip
+            self._masks = None
         if self.secagg is None:
             raise RemoteProtocolError(
                 f"coordinator → {self.id}: {msg.KIND} outside a secure round", peer="coordinator"
@@ -235,11 +240,23 @@ class MemberNode:
                 self.distrusted_round = msg.round
             raise
 
-    def idle(self) -> bool:
+    def idle(self) -> str | None:
         """Work ahead of the next message, for a transport with idle time (its replies in
         flight): computes the round's contribution (encoding, commitment and proof) during the
-        key exchange. Returns whether there was work."""
-        return self.secagg is not None and self.secagg.prepare()
+        key exchange and, once its masked input is out (the coordinator then verifies every
+        member's proof), the prover masks for the next round's proof. Returns what it did
+        ("contribution" or "prover-masks"), or None."""
+        if self.secagg is None:
+            return None
+        if self.secagg.prepare():
+            return "contribution"
+        stmt = self.secagg.statement
+        if stmt is None or self.secagg.stage not in (Stage.CONSISTENCY, Stage.UNMASK, Stage.DONE):
+            return None
+        if self._masks is not None and self._masks.dim == stmt.dim and not self._masks.used:
+            return None
+        self._masks = norm.precompute_masks(stmt)
+        return "prover-masks"
 
     def records_upload(self) -> RecordsUpload:
         """What the member would send a central server in the centralized baseline."""

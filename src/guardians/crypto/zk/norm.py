@@ -25,7 +25,10 @@ costs are in docs/zk.md):
 
 Costs: the prover's main work is one MSM of d full-size masks; the verifier's is one MSM of d
 responses, and ``verify_batch`` merges a whole round's members into one MSM. Proofs are
-32·(d + 1) bytes plus a few kilobytes (the response is not compressed).
+32·(d + 1) bytes plus a few kilobytes (the response is not compressed). The masks and their
+commitment T do not depend on the update, so :func:`precompute_masks` makes them ahead (while
+the member waits or trains) and :func:`prove` then does about a fifth of the work; each set of
+masks serves one proof only.
 """
 
 from __future__ import annotations
@@ -147,6 +150,43 @@ def commit(stmt: NormStatement, values: np.ndarray) -> tuple[bytes, Opening]:
     r = bls.random_scalar()
     c = bls.msm_small(main, v) + bls.mul(h, r)
     return bls.point_bytes(c), Opening(values=v, blinding=r)
+
+
+class MasksUsedError(CryptoError):
+    """Precomputed masks offered for a second proof (two responses would reveal the update)."""
+
+
+@dataclass(eq=False)
+class ProverMasks:
+    """The prover's masks μ for (update, weight), its blinding ρ and T = Σ μᵢ·Gᵢ + ρ·H, made
+    before the update exists. Single use: two responses z = μ + c·v and z' = μ + c'·v under
+    the same μ give v = (z − z')/(c − c')."""
+
+    dim: int
+    mu: bytes  # dim + 1 packed canonical scalars (scalarvec)
+    rho: int
+    point: bytes  # T, compressed
+    mu_sq: int  # Σ μᵢ² over the update's coordinates, mod r (the weight's mask excluded)
+    used: bool = False
+
+    def take(self, stmt: NormStatement) -> ProverMasks:
+        if self.dim != stmt.dim:
+            raise ConfigError(f"masks for {self.dim} coordinates, statement has {stmt.dim}")
+        if self.used:
+            raise MasksUsedError("these prover masks already served a proof")
+        self.used = True
+        return self
+
+
+def precompute_masks(stmt: NormStatement) -> ProverMasks:
+    """Fresh masks and their commitment for one future proof of ``stmt``'s dimension (the
+    bulk of proving: one MSM of d full-size scalars)."""
+    main, _, h, _ = _gens(stmt)
+    mu = scalarvec.random(stmt.dim + 1)
+    rho = bls.random_scalar()
+    point = bls.point_bytes(bls.msm_packed(main, mu) + bls.mul(h, rho))
+    mu_sq = scalarvec.sum_squares(mu[: bls.SCALAR_BYTES * stmt.dim])
+    return ProverMasks(dim=stmt.dim, mu=mu, rho=rho, point=point, mu_sq=mu_sq)
 
 
 # --- projections ------------------------------------------------------------------------------
@@ -274,8 +314,17 @@ def _bits(v: int, n: int) -> list[int]:
     return [(v >> i) & 1 for i in range(n)]
 
 
-def prove(ctx: Context, stmt: NormStatement, commitment: bytes, opening: Opening) -> NormProof:
-    """Prove the statement for ``commitment`` (made by :func:`commit` with ``opening``)."""
+def prove(
+    ctx: Context,
+    stmt: NormStatement,
+    commitment: bytes,
+    opening: Opening,
+    masks: ProverMasks | None = None,
+) -> NormProof:
+    """Prove the statement for ``commitment`` (made by :func:`commit` with ``opening``), with
+    ``masks`` from :func:`precompute_masks` if given (consumed even if proving fails)."""
+    if masks is not None:
+        masks.take(stmt)
     v = opening.values
     if v.shape != (stmt.dim + 1,):
         raise ConfigError(f"opening has {v.shape[0]} values, statement wants {stmt.dim + 1}")
@@ -288,16 +337,21 @@ def prove(ctx: Context, stmt: NormStatement, commitment: bytes, opening: Opening
     slack = stmt.bound_sq * n * n - norm_sq
     if slack < 0:
         raise FalseStatementError(f"‖v‖² = {norm_sq} exceeds the bound B²·n² = {norm_sq + slack}")
-    return _prove_unchecked(ctx, stmt, commitment, opening, slack)
+    return _prove_unchecked(ctx, stmt, commitment, opening, slack, masks)
 
 
 def _prove_unchecked(
-    ctx: Context, stmt: NormStatement, commitment: bytes, opening: Opening, slack: int
+    ctx: Context,
+    stmt: NormStatement,
+    commitment: bytes,
+    opening: Opening,
+    slack: int,
+    masks: ProverMasks | None = None,
 ) -> NormProof:
     """The protocol itself. Called directly only by tests playing a cheating prover."""
     v = opening.values
     x, n = v[:-1], int(v[-1])
-    main, auxg, h, g0 = _gens(stmt)
+    _, auxg, h, g0 = _gens(stmt)
     k, mb = stmt.projections, stmt.proj_bound
     base = _transcript(ctx, stmt, commitment)
     bits_ns = _bits(n, stmt.weight_bits) + _bits(slack, stmt.slack_bits)
@@ -316,10 +370,12 @@ def _prove_unchecked(
         t.append_int("w", wj)
     wt = _Weights.of(stmt, t.challenge_mod("relations", ORDER))
 
-    mu = scalarvec.random(stmt.dim + 1)
+    if masks is None:
+        masks = precompute_masks(stmt)
+        masks.used = True
+    mu, rho_m = masks.mu, masks.rho
     mu_aux = bls.random_scalars(stmt.aux_len)
-    rho_m, rho_a, tau1, tau2 = bls.random_scalars(4)
-    t_main = bls.msm_packed(main, mu) + bls.mul(h, rho_m)
+    rho_a, tau1, tau2 = bls.random_scalars(3)
     t_aux = bls.msm(auxg, mu_aux) + bls.mul(h, rho_a)
     sb = bls.SCALAR_BYTES
     mu_x = mu[: sb * stmt.dim]
@@ -327,13 +383,13 @@ def _prove_unchecked(
     e_s = aux_vals[: stmt.weight_bits + stmt.slack_bits]
     mu_bits = mu_aux[: len(e_s)]
     # t2 = Q(μ); t1 = 2·B(μ, w) + L(μ), B the bilinear form of Q.
-    t2 = _quad(stmt, wt, scalarvec.sum_squares(mu_x), mu_n, mu_bits)
+    t2 = _quad(stmt, wt, masks.mu_sq, mu_n, mu_bits)
     bil = (stmt.bound_sq * mu_n * n - scalarvec.dot_small(mu_x, x)
            + sum(b_w * m * b for b_w, m, b in zip(wt.bits, mu_bits, e_s, strict=True)))  # fmt: skip
     t1 = (2 * bil + _lin(stmt, wt, mu_n, mu_aux, scalarvec.project(rows, mu_x))) % ORDER
     t1_pt = bls.point_bytes(bls.mul(g0, t1) + bls.mul(h, tau1))
     t2_pt = bls.point_bytes(bls.mul(g0, t2) + bls.mul(h, tau2))
-    tm, ta = bls.point_bytes(t_main), bls.point_bytes(t_aux)
+    tm, ta = masks.point, bls.point_bytes(t_aux)
     for label, p in (("t_main", tm), ("t_aux", ta), ("t1", t1_pt), ("t2", t2_pt)):
         t.append(label, p)
     c = t.challenge_mod("challenge", ORDER)

@@ -26,7 +26,7 @@ from guardians.crypto.hashing import frame_all
 from guardians.crypto.hybrid import HybridKeyPair, HybridPublic
 from guardians.crypto.kdf import derive
 from guardians.crypto.sign import SigningKey, VerifyKey
-from guardians.crypto.zk.norm import AggregateMismatchError, NormStatement
+from guardians.crypto.zk.norm import AggregateMismatchError, NormStatement, ProverMasks
 from guardians.errors import GuardiansError, LocalProtocolError, RemoteProtocolError
 from guardians.protocol.secagg import contrib
 from guardians.protocol.secagg.graph import neighbourhoods
@@ -140,6 +140,8 @@ class SecAggMember:
     rng: np.random.Generator = field(
         default_factory=lambda: np.random.default_rng(int.from_bytes(os.urandom(16), "big"))
     )
+    # Prover masks made ahead (norm.precompute_masks); used if they fit this round's statement.
+    masks: ProverMasks | None = None
 
     def __post_init__(self) -> None:
         self.stage = Stage.SETUP
@@ -210,8 +212,11 @@ class SecAggMember:
             words, clipped = fp.encode(vector, self.weight, self.rng)
         if self.statement is None:
             return _Contribution(words, clipped)
+        masks, self.masks = self.masks, None
+        if masks is not None and (masks.used or masks.dim != self.statement.dim):
+            masks = None
         words, commitment, proof, signature = contrib.contribute(
-            self.consortium, self.round, self.member, self.identity, self.statement, words
+            self.consortium, self.round, self.member, self.identity, self.statement, words, masks
         )
         return _Contribution(words, clipped, commitment, proof, signature)
 

@@ -92,10 +92,12 @@ def contribute(
     identity: SigningKey,
     stmt: norm.NormStatement,
     words: np.ndarray,
+    masks: norm.ProverMasks | None = None,
 ) -> tuple[np.ndarray, bytes, bytes, bytes]:
-    """(words with blinding limbs appended, commitment, proof bytes, signature)."""
+    """(words with blinding limbs appended, commitment, proof bytes, signature); ``masks``
+    precomputed for this statement's dimension, if the member made them ahead."""
     commitment, opening = norm.commit(stmt, signed_values(words))
-    proof = norm.prove(proof_context(consortium, round, member), stmt, commitment, opening)
+    proof = norm.prove(proof_context(consortium, round, member), stmt, commitment, opening, masks)
     data = proof.to_bytes()
     sig = identity.sign(
         signed_payload(consortium, round, member, commitment, proof_digest(data)),
