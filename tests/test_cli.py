@@ -166,6 +166,9 @@ def test_bench_zk_reports_the_keys_and_a_verified_round():
     for key in ("prove_us_per_param", "verify_us_per_param", "proof_bytes"):
         assert res[key] > 0
     assert res["proof_bytes"] > 32 * 513  # the response vector alone
+    for row in res["sizes"]:
+        assert 0 < row["prove_once_update_s"] < row["prove_s"]
+        assert row["prove_s"] == pytest.approx(row["prove_once_update_s"] + row["masks_s"])
     rnd = res["round"]
     assert rnd["members"] == 4 and 500 < rnd["params"] < 700
     # A ratio of two timings: reported, never asserted against a threshold.
@@ -177,6 +180,7 @@ def test_bench_zk_reports_the_keys_and_a_verified_round():
     assert rnd["verifiable"]["steps_max_s"]["idle/prover-masks"] > 0
     for mode in ("plaintext", "secagg", "verifiable"):
         assert rnd[mode]["latency_s"] >= rnd[mode]["coordinator_s"] > 0
+    assert rnd["break_even_plaintext_latency_s"] == pytest.approx(rnd["proof_added_latency_s"] / 2)
     assert rnd["round_overhead_latency"] == pytest.approx(
         rnd["verifiable"]["latency_s"] / rnd["plaintext"]["latency_s"]
     )
