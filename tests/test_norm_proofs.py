@@ -321,12 +321,16 @@ def test_projections_are_exact_for_large_dimensions_and_entries():
     d = 1 << 22
     x = rng.integers(-1000, 0, size=d, dtype=np.int64)
     rows = norm._rows(bytes(32), 2, d)
-    got = norm._project_small(rows, x)
+    z = bytes(32 * d)  # the scalar vector projected alongside: zeros here
+    got_z, got = scalarvec.project_with(rows, z, x)
     want = [int(x[rows[j] == 1].sum()) for j in range(2)]
-    assert got == want
+    assert got == want and got_z == [0, 0]
     big = np.array([2**62 - 1, -(2**62), 5, -7], dtype=np.int64)
     r = np.array([[1, 1, 1, 1], [1, 0, 1, 0]], dtype=np.uint8)
-    assert norm._project_small(r, big) == [sum(int(v) for v in big), 2**62 - 1 + 5]
+    ints = [bls.ORDER - 1, 3, 2**200, 1]
+    got_z, got = scalarvec.project_with(r, scalarvec.from_ints(ints), big)
+    assert got == [sum(int(v) for v in big), 2**62 - 1 + 5]
+    assert got_z == [sum(ints) % bls.ORDER, (ints[0] + ints[2]) % bls.ORDER]
 
 
 def test_contribution_bound_must_fit_the_clip_range():

@@ -98,17 +98,35 @@ _PROJECT_BLOCK = (32, 1 << 16)  # rows × columns of A converted to float64 at o
 
 def project(rows: np.ndarray, raw: bytes) -> list[int]:
     """A·z mod r for a 0/1 matrix A (k × n) and the scalar vector z."""
+    return _project(rows, raw, None)[0]
+
+
+def project_with(rows: np.ndarray, raw: bytes, x: np.ndarray) -> tuple[list[int], list[int]]:
+    """(A·z mod r, A·x over the integers) for the scalar vector z and signed 64-bit integers x:
+    the prover's two projections, converting each block of A to float64 once."""
+    return _project(rows, raw, np.asarray(x, dtype=np.int64))
+
+
+def _project(rows: np.ndarray, raw: bytes, x: np.ndarray | None) -> tuple[list[int], list[int]]:
     k, n = rows.shape
-    if len(raw) != SCALAR_BYTES * n:
+    if len(raw) != SCALAR_BYTES * n or (x is not None and x.shape != (n,)):
         raise ValueError(f"{k} × {n} matrix and {len(raw) // SCALAR_BYTES} scalars")
-    acc = np.zeros((k, LIMBS), dtype=np.int64)  # every block sum < 2^32·2^16: exact, no overflow
+    # Every block sum is below 2^32·2^16 in magnitude (16-bit limbs of z, and of x with a signed
+    # top limb, times 0/1 over 2^16 columns): exact in float64, accumulated in int64.
+    xl = signed_limbs(x) if x is not None else None
+    width = LIMBS + (4 if xl is not None else 0)
+    acc = np.zeros((k, width), dtype=np.int64)
     bk, bn = _PROJECT_BLOCK
     for s in range(0, n, bn):
         lb = limbs(raw[SCALAR_BYTES * s : SCALAR_BYTES * (s + bn)])
+        if xl is not None:
+            lb = np.hstack([lb, xl[s : s + bn]])
         for j in range(0, k, bk):
             block = rows[j : j + bk, s : s + bn].astype(np.float64)
             acc[j : j + bk] += (block @ lb).astype(np.int64)
-    return [_combine_limb_sums(r) % ORDER for r in acc]
+    z = [_combine_limb_sums(r) % ORDER for r in acc[:, :LIMBS]]
+    xs = [sum(int(v) << (16 * i) for i, v in enumerate(row)) for row in acc[:, LIMBS:].tolist()]
+    return z, xs
 
 
 def signed_limbs(x: np.ndarray) -> np.ndarray:

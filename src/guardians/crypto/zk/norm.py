@@ -196,19 +196,6 @@ def _rows(seed: bytes, k: int, d: int) -> np.ndarray:
     return np.unpackbits(words.view(np.uint8))[: k * d].reshape(k, d)
 
 
-_CHUNK = 32
-
-
-def _project_small(rows: np.ndarray, x: np.ndarray) -> list[int]:
-    """A·x over the integers for int64 x, exactly: four 16-bit limbs (the top one signed), so
-    every float64 partial sum stays below 2^53 for d < 2^37."""
-    limbs = scalarvec.signed_limbs(x)
-    out = np.empty((rows.shape[0], 4))
-    for s in range(0, rows.shape[0], _CHUNK):
-        out[s : s + _CHUNK] = rows[s : s + _CHUNK].astype(np.float64) @ limbs
-    return [sum(int(v) << (16 * i) for i, v in enumerate(row)) for row in out.tolist()]
-
-
 # --- the batched relation polynomial ------------------------------------------------------------
 @dataclass(frozen=True)
 class _Weights:
@@ -355,6 +342,13 @@ def _prove_unchecked(
     k, mb = stmt.projections, stmt.proj_bound
     base = _transcript(ctx, stmt, commitment)
     bits_ns = _bits(n, stmt.weight_bits) + _bits(slack, stmt.slack_bits)
+    if masks is None:
+        masks = precompute_masks(stmt)
+        masks.used = True
+    mu, rho_m = masks.mu, masks.rho
+    sb = bls.SCALAR_BYTES
+    mu_x = mu[: sb * stmt.dim]
+    mu_n = int.from_bytes(mu[sb * stmt.dim :], "little")
     while True:  # rejection sampling: expected 1 + k/κ ≈ 1.002 attempts
         y = [secrets.randbelow(2 * REJECTION * mb + 1) - REJECTION * mb for _ in range(k)]
         aux_vals = bits_ns + y
@@ -363,30 +357,24 @@ def _prove_unchecked(
         t = base.copy()
         t.append("aux", d_pt)
         rows = _rows(t.challenge_bytes("projections"), k, stmt.dim)
-        w = [p + yj for p, yj in zip(_project_small(rows, x), y, strict=True)]
+        proj_mu, proj_x = scalarvec.project_with(rows, mu_x, x)
+        w = [p + yj for p, yj in zip(proj_x, y, strict=True)]
         if all(abs(wj) <= stmt.accept for wj in w):
             break
     for wj in w:
         t.append_int("w", wj)
     wt = _Weights.of(stmt, t.challenge_mod("relations", ORDER))
 
-    if masks is None:
-        masks = precompute_masks(stmt)
-        masks.used = True
-    mu, rho_m = masks.mu, masks.rho
     mu_aux = bls.random_scalars(stmt.aux_len)
     rho_a, tau1, tau2 = bls.random_scalars(3)
     t_aux = bls.msm(auxg, mu_aux) + bls.mul(h, rho_a)
-    sb = bls.SCALAR_BYTES
-    mu_x = mu[: sb * stmt.dim]
-    mu_n = int.from_bytes(mu[sb * stmt.dim :], "little")
     e_s = aux_vals[: stmt.weight_bits + stmt.slack_bits]
     mu_bits = mu_aux[: len(e_s)]
     # t2 = Q(μ); t1 = 2·B(μ, w) + L(μ), B the bilinear form of Q.
     t2 = _quad(stmt, wt, masks.mu_sq, mu_n, mu_bits)
     bil = (stmt.bound_sq * mu_n * n - scalarvec.dot_small(mu_x, x)
            + sum(b_w * m * b for b_w, m, b in zip(wt.bits, mu_bits, e_s, strict=True)))  # fmt: skip
-    t1 = (2 * bil + _lin(stmt, wt, mu_n, mu_aux, scalarvec.project(rows, mu_x))) % ORDER
+    t1 = (2 * bil + _lin(stmt, wt, mu_n, mu_aux, proj_mu)) % ORDER
     t1_pt = bls.point_bytes(bls.mul(g0, t1) + bls.mul(h, tau1))
     t2_pt = bls.point_bytes(bls.mul(g0, t2) + bls.mul(h, tau2))
     tm, ta = masks.point, bls.point_bytes(t_aux)
