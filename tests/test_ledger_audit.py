@@ -118,6 +118,19 @@ def test_a_fork_served_after_an_audit_is_caught(logdir, tmp_path):
 
 def test_missing_files_fail_cleanly(tmp_path):
     assert not verify_log_dir(tmp_path, trust=tmp_path / "trust.json").ok
+    assert list(tmp_path.iterdir()) == []  # the auditor created nothing in the log's directory
+
+
+def test_auditing_never_writes_the_log(logdir, tmp_path):
+    before = (logdir / "log.db").read_bytes()
+    assert verify_log_dir(logdir, trust=logdir / "trust.json").ok
+    assert (logdir / "log.db").read_bytes() == before
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    for name in ("checkpoint", "trust.json"):
+        (gone / name).write_bytes((logdir / name).read_bytes())
+    rep = verify_log_dir(gone, trust=gone / "trust.json")
+    assert "log entries" in failed(rep) and not (gone / "log.db").exists()
     (tmp_path / "trust.json").write_text("{not json")
     assert "trust configuration" in failed(verify_log_dir(tmp_path, trust=tmp_path / "trust.json"))
 

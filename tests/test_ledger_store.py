@@ -99,6 +99,44 @@ def test_not_a_log_file(tmp_path):
         LogStore(bad)
 
 
+def test_readers_open_the_log_read_only(tmp_path):
+    path = tmp_path / "log.db"
+    w = LogStore(path)
+    w.append_batch([entry(i) for i in range(6)])
+    ro = LogStore(path, readonly=True)
+    assert ro.size == 6 and ro.root() == w.root() and ro.entry(3) == entry(3)
+    ro.verify()
+    for write in (lambda: ro.append_batch([entry(9)]), lambda: ro.set_meta("k", b"v")):
+        with pytest.raises(StoreError, match="read-only"):
+            write()
+    # Even past our own check, SQLite itself refuses to write through this connection.
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        ro.db.execute("DELETE FROM entries")
+    w.append_batch([entry(6)])  # the writer goes on; a fresh reader sees it
+    assert LogStore(path, readonly=True).size == 7 and ro.size == 6
+    ro.close()
+    w.close()
+    assert LogStore(path).size == 7
+
+
+def test_a_reader_never_creates_or_adopts_a_file(tmp_path):
+    with pytest.raises(StoreError, match="no log file"):
+        LogStore(tmp_path / "missing.db", readonly=True)
+    assert not (tmp_path / "missing.db").exists()
+    other = tmp_path / "other.db"
+    db = sqlite3.connect(other)
+    db.execute("CREATE TABLE entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match="not a log file .no meta, nodes table"):
+        LogStore(other, readonly=True)
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError):
+        LogStore(bad, readonly=True)
+    assert bad.read_bytes() == b"this is not sqlite" * 100
+
+
 WRITER = textwrap.dedent(
     """
     import sys

@@ -39,7 +39,7 @@ def ledger_app(directory: str | Path) -> FastAPI:
 
     @app.get("/tile/{path:path}")
     def get_tile(path: str) -> Response:
-        store = LogStore(d / "log.db")
+        store = LogStore(d / "log.db", readonly=True)
         try:
             body, ctype = tiles.serve(store, checkpoint(), "tile/" + path)
         except GuardiansError as exc:

@@ -198,7 +198,7 @@ def verify_log_dir(
     sigs = f"log signature and ≥{quorum} ML-DSA-44 witness cosignatures, size {cp.size}"
     report.add("checkpoint signatures", True, sigs)
     try:
-        store = LogStore(d / "log.db")
+        store = LogStore(d / "log.db", readonly=True)
     except (OSError, GuardiansError) as exc:
         report.add("log entries", False, str(exc))
         return report

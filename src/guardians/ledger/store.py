@@ -34,18 +34,41 @@ class StoreError(GuardiansError):
 
 
 class LogStore:
-    """An append-only Merkle log in one SQLite file; one writer at a time."""
+    """An append-only Merkle log in one SQLite file; one writer at a time.
 
-    def __init__(self, path: str | Path) -> None:
+    ``readonly`` is for those who only read a log (auditors, the portal, the tile server): the
+    file must exist already, SQLite opens it read-only (it may still add its ``-wal`` and
+    ``-shm`` coordination files beside it), and every write is refused."""
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
+            if readonly:
+                if not self.path.is_file():
+                    raise StoreError(f"no log file at {self.path}")
+                uri = self.path.resolve().as_uri() + "?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, isolation_level=None,
+                                          check_same_thread=False)  # fmt: skip
+                missing = {"entries", "nodes", "meta"} - {
+                    name for (name,) in self.db.execute("SELECT name FROM sqlite_master")
+                }
+                if missing:
+                    tables = ", ".join(sorted(missing))
+                    raise StoreError(f"{self.path}: not a log file (no {tables} table)")
+            else:
+                self.db = sqlite3.connect(self.path, isolation_level=None,
+                                          check_same_thread=False)  # fmt: skip
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable log file: {exc}") from None
         self.tree = self._load()
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
 
     def _load(self) -> MerkleTree:
         """Rebuild the in-memory node cache from the stored level hashes (no rehashing)."""
@@ -98,6 +121,7 @@ class LogStore:
         return bytes(row[0]) if row else None
 
     def set_meta(self, key: str, value: bytes) -> None:
+        self._writable()
         if key == "size":
             raise StoreError("the size is written by appends only")
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
@@ -134,6 +158,7 @@ class LogStore:
 
     def append_batch(self, entries: Iterable[bytes]) -> tuple[int, int]:
         """Append entries atomically; returns (first index, new size) once durable."""
+        self._writable()
         batch = [bytes(e) for e in entries]
         for e in batch:
             # Tile entry bundles length-prefix each entry with a uint16.

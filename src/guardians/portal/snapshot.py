@@ -359,14 +359,13 @@ class Portal:
 
     def _open_store(self, log: dict[str, Any], checks: _Checks) -> LogStore | None:
         path = self.ledger / "log.db"
-        # LogStore creates a missing file: look first, so the portal never invents a log.
         if not path.is_file():
             log["error"] = f"no log at {path}"
             checks.add("log entries", None, log["error"])
             return None
         log["present"] = True
         try:
-            return LogStore(path)
+            return LogStore(path, readonly=True)
         except GuardiansError as exc:
             log["ok"], log["error"] = False, str(exc)
             checks.add("log entries", False, str(exc))
@@ -495,7 +494,7 @@ class Portal:
         if not path.is_file():
             raise UnavailableError(f"no log at {path}")
         try:
-            store = LogStore(path)
+            store = LogStore(path, readonly=True)
         except GuardiansError as exc:
             raise UnavailableError(str(exc)) from None
         try:
