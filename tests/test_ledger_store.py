@@ -128,7 +128,7 @@ def test_a_reader_never_creates_or_adopts_a_file(tmp_path):
     db.execute("CREATE TABLE entries (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)")
     db.commit()
     db.close()
-    with pytest.raises(StoreError, match="not a log file .no meta, nodes table"):
+    with pytest.raises(StoreError, match=r"not a log file \(no meta, nodes table\)"):
         LogStore(other, readonly=True)
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"this is not sqlite" * 100)

@@ -184,14 +184,17 @@ def test_precomputed_masks_prove_once_for_their_dimension():
     other = norm.NormStatement.for_update(D + 1, norm_bound=2.0, scale_bits=8, max_weight=1000)
     with pytest.raises(ConfigError, match="masks for 25 coordinates"):
         norm.prove(CTX, STMT, com, op, norm.precompute_masks(other))
-    # Consumed even when the prover refuses the statement.
+    # A refused statement computes nothing with the masks: they stay unspent, for one proof.
     bad = _vector(np.random.default_rng(1), D, 2.5, 300)
     com_b, op_b = norm.commit(STMT, bad)
     fresh = norm.precompute_masks(STMT)
     with pytest.raises(FalseStatementError):
         norm.prove(CTX, STMT, com_b, op_b, fresh)
+    assert not fresh.used
+    norm.verify(CTX, STMT, com, norm.prove(CTX, STMT, com, op, fresh))
     with pytest.raises(norm.MasksUsedError):
-        norm.prove(CTX, STMT, com, op, fresh)
+        norm._prove_unchecked(CTX, STMT, com, op, 0, fresh)  # the protocol itself checks too
+    assert "mu" not in repr(fresh) and "rho" not in repr(fresh)  # no secrets in logs
     # Fresh masks every time: two proofs of one commitment share no T.
     again = norm.prove(CTX, STMT, com, op)
     assert again.t_main != proof.t_main and again.z_main != proof.z_main

@@ -190,7 +190,7 @@ def test_secure_statistics_give_the_pooled_standardizer(split):
 
 
 def test_members_make_next_round_prover_masks_while_the_coordinator_verifies(split):
-    from guardians.engine.federation import IDLE_MASKS, IDLE_STEP
+    from guardians.engine.federation import IDLE_CONTRIBUTION, IDLE_MASKS
 
     fed = _secure_federation(split, 4, norm_bound=2.0)
     fed.standardize()
@@ -203,15 +203,46 @@ def test_members_make_next_round_prover_masks_while_the_coordinator_verifies(spl
     for m, node in fed.members.items():
         assert ready[m].used and node._masks is not ready[m] and not node._masks.used
         for r in (1, 2):
-            assert fed.compute[(r, m, IDLE_STEP)] > 0 and fed.compute[(r, m, IDLE_MASKS)] > 0
+            assert fed.compute[(r, m, IDLE_CONTRIBUTION)] > 0
+            assert fed.compute[(r, m, IDLE_MASKS)] > 0
     # The timeline: the coordinator's own work lies within each round, and no round takes
     # longer than every party's work done one after the other.
     for r in (1, 2):
-        spent = {p: 0.0 for p in ("coordinator", *fed.members)}
-        for (rnd, party, _), sec in fed.compute.items():
-            if rnd == r:
-                spent[party] += sec
+        spent = _spent(fed, r)
         assert spent["coordinator"] <= fed.latency[r] <= sum(spent.values())
+
+
+def _spent(fed, r: int) -> dict[str, float]:
+    out = {p: 0.0 for p in ("coordinator", *fed.members)}
+    for (rnd, party, _), sec in fed.compute.items():
+        if rnd == r:
+            out[party] += sec
+    return out
+
+
+def test_an_aborted_round_adds_nothing_to_the_next_rounds_latency(split):
+    import time
+
+    fed = _secure_federation(split, 4, dropouts={2: {"m0": "advertise", "m1": "advertise"}})
+    fed.standardize()
+    fed.run_round(1)
+    slow = fed.members["m2"]
+    handle = slow.handle
+
+    def sluggish(msg):  # round 2's work takes a while before the round aborts
+        if getattr(msg, "round", None) == 2:
+            time.sleep(0.5)
+        return handle(msg)
+
+    slow.handle = sluggish
+    with pytest.raises(RoundAbortedError):
+        fed.run_round(2)
+    assert 2 not in fed.latency and _spent(fed, 2)["m2"] >= 0.5
+    fed.dropouts = {}
+    fed.run_round(3)
+    spent = _spent(fed, 3)
+    # Round 3 is charged its own work only, not the aborted round's half second.
+    assert spent["coordinator"] <= fed.latency[3] <= sum(spent.values())
 
 
 def test_member_policy_refuses_plaintext_rounds(split):

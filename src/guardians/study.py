@@ -28,7 +28,7 @@ import numpy as np
 from guardians.crypto.sign import SigningKey
 from guardians.engine.audit import found_trail
 from guardians.engine.egress import EgressMeter, summarize
-from guardians.engine.federation import IDLE_MASKS, IDLE_STEP
+from guardians.engine.federation import IDLE_CONTRIBUTION, IDLE_MASKS
 from guardians.engine.inprocess import COORDINATOR, InProcessFederation, InProcessNetwork
 from guardians.errors import ConfigError
 from guardians.learning import attacks
@@ -388,7 +388,7 @@ def _compute_costs(fed: InProcessFederation, coord: CoordinatorNode) -> dict[str
         "norm_bound": coord.norm_bound,
         "params": int(coord.params.shape[0]),
         "train_s_per_member_round": _mean(by.get("member:fl/train", [])),
-        "contribution_s_per_member_round": _mean(by.get(f"member:{IDLE_STEP}", [])),
+        "contribution_s_per_member_round": _mean(by.get(f"member:{IDLE_CONTRIBUTION}", [])),
         "prover_masks_s_per_member_round": _mean(by.get(f"member:{IDLE_MASKS}", [])),
         "masked_input_s_per_member_round": _mean(by.get("member:secagg/shares-relay", [])),
         "verify_s_per_round": _mean(by.get("close:masked", [])),

@@ -109,9 +109,11 @@ def project_with(rows: np.ndarray, raw: bytes, x: np.ndarray) -> tuple[list[int]
 
 def _project(rows: np.ndarray, raw: bytes, x: np.ndarray | None) -> tuple[list[int], list[int]]:
     k, n = rows.shape
-    if len(raw) != SCALAR_BYTES * n or (x is not None and x.shape != (n,)):
+    if len(raw) != SCALAR_BYTES * n:
         raise ValueError(f"{k} × {n} matrix and {len(raw) // SCALAR_BYTES} scalars")
-    # Every block sum is below 2^32·2^16 in magnitude (16-bit limbs of z, and of x with a signed
+    if x is not None and x.shape != (n,):
+        raise ValueError(f"{k} × {n} matrix and {x.shape} integers")
+    # Every block sum is below 2^16·2^16 in magnitude (16-bit limbs of z, and of x with a signed
     # top limb, times 0/1 over 2^16 columns): exact in float64, accumulated in int64.
     xl = signed_limbs(x) if x is not None else None
     width = LIMBS + (4 if xl is not None else 0)

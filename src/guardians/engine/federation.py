@@ -25,17 +25,18 @@ from guardians.errors import RemoteProtocolError, RoundAbortedError
 from guardians.ledger import attestation
 from guardians.ledger.checkpoint import CheckpointError
 from guardians.node.coordinator import CoordinatorNode
+from guardians.node.member import WORK_CONTRIBUTION, WORK_PROVER_MASKS
 from guardians.protocol.messages import DriftReport
 from guardians.protocol.round import RoundResult, Send
-from guardians.protocol.witness import Cosignature, WitnessKey, WitnessSize
+from guardians.protocol.witness import Cosignature, WitnessKey, WitnessKeyRequest, WitnessSize
 
 COORDINATOR = "coordinator"
 # The steps under which a member's work ahead of the next message (MemberNode.idle) is timed:
 # its contribution, computed while the key exchange runs, and the prover masks for its next
 # proof, computed while the coordinator verifies the round's proofs.
 IDLE_PREFIX = "idle/"
-IDLE_STEP = IDLE_PREFIX + "contribution"
-IDLE_MASKS = IDLE_PREFIX + "prover-masks"
+IDLE_CONTRIBUTION = IDLE_PREFIX + WORK_CONTRIBUTION
+IDLE_MASKS = IDLE_PREFIX + WORK_PROVER_MASKS
 
 
 @dataclass
@@ -69,8 +70,10 @@ class Federation(ABC):
         self.run_record = FederationRun()
         self._logged = 0  # incidents already on the audit log
         # Compute time per (round, party, step): a member's step is the message it handled
-        # (e.g. "secagg/shares-relay": encode, commit, prove, mask), the coordinator's is the
-        # stage it closed ("close:masked" includes verifying every contribution proof).
+        # (e.g. "secagg/shares-relay") or its work ahead ("idle/..."); the coordinator's is
+        # what it did between exchanges: "receive:<stage>" (checking replies), "close:<stage>"
+        # ("close:masked" verifies every contribution proof), "finish", "adopt", "ledger",
+        # "checkpoint", "drift", "start".
         self.compute: defaultdict[tuple[int, str, str], float] = defaultdict(float)
 
     # --- what a transport provides --------------------------------------------------------
@@ -90,6 +93,15 @@ class Federation(ABC):
     def coordinator_work(self, round: int, step: str, seconds: float) -> None:
         """Account the coordinator's compute (a transport with a clock of its own adds to it)."""
         self.compute[(round, COORDINATOR, step)] += seconds
+
+    @contextlib.contextmanager
+    def _timed(self, round: int, step: str) -> Iterator[None]:
+        """Time a stretch of the coordinator's own work (never one holding an exchange)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.coordinator_work(round, step, time.perf_counter() - t0)
 
     def _stage(self, rnd: Any, sends: list[Send], round: int) -> None:
         stage = rnd.stage
@@ -116,30 +128,34 @@ class Federation(ABC):
 
     def standardize(self) -> None:
         """Phase 0: members' feature statistics → the consortium standardizer."""
-        stats = self.coordinator.stats_collection()
+        with self._timed(0, "start"):
+            stats = self.coordinator.stats_collection()
         with self._aborts_logged(0):
-            sends: list[Send] | None = stats.start()
+            with self._timed(0, "start"):
+                sends: list[Send] | None = stats.start()
             while sends is not None:
                 self._stage(stats, sends, 0)
-                sends = stats.advance()
-            std, sends = stats.finish(self.coordinator.members)
+                with self._timed(0, f"close:{stats.stage}"):
+                    sends = stats.advance()
+            with self._timed(0, "finish"):
+                std, sends = stats.finish(self.coordinator.members)
         self.coordinator.standardizer = std
         self.exchange(0, "standardizer", sends)
 
     def run_round(self, round: int) -> RoundResult:
-        rnd = self.coordinator.new_round(round)
+        with self._timed(round, "start"):
+            rnd = self.coordinator.new_round(round)
         with self._aborts_logged(round):
-            sends: list[Send] | None = rnd.start()
+            with self._timed(round, "start"):
+                sends: list[Send] | None = rnd.start()
             while sends is not None:
                 self._stage(rnd, sends, round)
-                stage = rnd.stage
-                t0 = time.perf_counter()
-                sends = rnd.advance()  # RoundAbortedError: no model is released
-                self.coordinator_work(round, f"close:{stage}", time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            result, sends = rnd.finish(self.coordinator.members)
-        self.coordinator_work(round, "finish", time.perf_counter() - t0)
-        self.coordinator.adopt(result)
+                with self._timed(round, f"close:{rnd.stage}"):
+                    sends = rnd.advance()  # RoundAbortedError: no model is released
+            with self._timed(round, "finish"):
+                result, sends = rnd.finish(self.coordinator.members)
+        with self._timed(round, "adopt"):
+            self.coordinator.adopt(result)
         for member, why in self.coordinator.alerts.items():
             self.incident(Incident(round, member, why, kind="anomalous-update"))
         for member, why in self.coordinator.newly_quarantined.items():
@@ -150,16 +166,19 @@ class Federation(ABC):
                 evidence=result.evidence.get(member, b""),
             ))  # fmt: skip
         if self.audit is not None:
-            self._log_incidents()
-            self.audit.record_round(result, rule=self.coordinator.rule,
-                                    privacy=self.coordinator.privacy)  # fmt: skip
+            with self._timed(round, "ledger"):
+                self._log_incidents()
+                self.audit.record_round(result, rule=self.coordinator.rule,
+                                        privacy=self.coordinator.privacy)  # fmt: skip
             self._checkpoint(round)
         self.on_stage(round, "model")
-        for member, reply in self.exchange(round, "model", sends):
-            if isinstance(reply, DriftReport):
-                why = self.coordinator.observe_drift(member, reply)
-                if why:
-                    self.incident(Incident(round, member, why, kind="drift"))
+        replies = self.exchange(round, "model", sends)
+        with self._timed(round, "drift"):
+            for member, reply in replies:
+                if isinstance(reply, DriftReport):
+                    why = self.coordinator.observe_drift(member, reply)
+                    if why:
+                        self.incident(Incident(round, member, why, kind="drift"))
         self.run_record.rounds.append(result)
         return result
 
@@ -167,28 +186,37 @@ class Federation(ABC):
         """Ask every member's witness for its keys; list those whose attestation by the
         member's identity key checks out (the trust file auditors pin)."""
         assert self.audit is not None
-        origin = self.audit.origin
         req = self.audit.witness_key_request()
         self.on_stage(round, "witness-keys")
         keys: dict[str, WitnessKey] = {}
-        for member, reply in self.exchange(round, "witness-keys",
-                                           [Send(m, req) for m in self.audit.members]):  # fmt: skip
-            identity = self.coordinator.directory.get(member)
-            if not isinstance(reply, WitnessKey) or reply.origin != origin or member in keys:
-                self.incident(Incident(round, member, f"unexpected {reply.KIND} for the witness "
-                                       "key request", kind="witness"))  # fmt: skip
-                continue
-            try:
-                if identity is None:
-                    raise CryptoError("no identity key on record")
-                attestation.check(self.coordinator.consortium, member, identity, origin,
-                                  req.log_key, reply.key, reply.attestation)  # fmt: skip
-            except CryptoError as exc:
-                self.incident(Incident(round, member, f"witness key not attested: {exc}",
-                                       kind="witness"))  # fmt: skip
-                continue
-            keys[member] = reply
-        self.audit.enrol(keys, self.coordinator.consortium)
+        replies = self.exchange(round, "witness-keys", [Send(m, req) for m in self.audit.members])
+        with self._timed(round, "checkpoint"):
+            for member, reply in replies:
+                key = self._witness_key(round, member, reply, req, seen=member in keys)
+                if key is not None:
+                    keys[member] = key
+            self.audit.enrol(keys, self.coordinator.consortium)
+
+    def _witness_key(
+        self, round: int, member: str, reply: Message, req: WitnessKeyRequest, *, seen: bool
+    ) -> WitnessKey | None:
+        """``reply`` if it is ``member``'s (first) witness key for this log, attested by the
+        member's identity key; None and an incident otherwise."""
+        identity = self.coordinator.directory.get(member)
+        if not isinstance(reply, WitnessKey) or reply.origin != req.origin or seen:
+            self.incident(Incident(round, member, f"unexpected {reply.KIND} for the witness key "
+                                   "request", kind="witness"))  # fmt: skip
+            return None
+        try:
+            if identity is None:
+                raise CryptoError("no identity key on record")
+            attestation.check(self.coordinator.consortium, member, identity, req.origin,
+                              req.log_key, reply.key, reply.attestation)  # fmt: skip
+        except CryptoError as exc:
+            self.incident(Incident(round, member, f"witness key not attested: {exc}",
+                                   kind="witness"))  # fmt: skip
+            return None
+        return reply
 
     def _checkpoint(self, round: int) -> None:
         """Sign a checkpoint and have the members' own witnesses cosign it; it is published
@@ -197,7 +225,8 @@ class Federation(ABC):
         try:
             if not self.audit.witnesses:
                 self._enrol_witnesses(round)
-            note, reqs = self.audit.cosign_requests()
+            with self._timed(round, "checkpoint"):
+                note, reqs = self.audit.cosign_requests()
         except CheckpointError as exc:
             # Too few members reachable to witness: the entries stay on the log, but no
             # checkpoint vouches for them until a quorum of witnesses does.
@@ -209,27 +238,30 @@ class Federation(ABC):
         for stage in ("cosign", "cosign-again"):
             self.on_stage(round, stage)
             again: list[Send] = []
-            for member, reply in self.exchange(round, stage, sends):
-                if isinstance(reply, Cosignature) and member not in got:
-                    got[member] = reply
-                    continue
-                if isinstance(reply, WitnessSize) and stage == "cosign":
-                    # The witness holds another size (a reply of ours or of its was lost):
-                    # ask once more, from there.
-                    try:
-                        req = self.audit.cosign_request(member, note, reply.size)
-                    except CheckpointError as exc:
-                        why = str(exc)
-                    else:
-                        again.append(Send(member, req))
+            replies = self.exchange(round, stage, sends)
+            with self._timed(round, "checkpoint"):
+                for member, reply in replies:
+                    if isinstance(reply, Cosignature) and member not in got:
+                        got[member] = reply
                         continue
-                else:
-                    why = f"unexpected {reply.KIND} for a cosign request"
-                self.incident(Incident(round, member, why, kind="witness"))
+                    if isinstance(reply, WitnessSize) and stage == "cosign":
+                        # The witness holds another size (a reply of ours or of its was lost):
+                        # ask once more, from there.
+                        try:
+                            req = self.audit.cosign_request(member, note, reply.size)
+                        except CheckpointError as exc:
+                            why = str(exc)
+                        else:
+                            again.append(Send(member, req))
+                            continue
+                    else:
+                        why = f"unexpected {reply.KIND} for a cosign request"
+                    self.incident(Incident(round, member, why, kind="witness"))
             if not again:
                 break
             sends = again
-        published, problems = self.audit.publish(note, got)
+        with self._timed(round, "checkpoint"):
+            published, problems = self.audit.publish(note, got)
         for member, why in problems.items():
             self.incident(Incident(round, member, why, kind="witness"))
         if published is None:

@@ -69,13 +69,16 @@ class InProcessFederation(Federation):
         # A clock for the round's latency as if every party had a machine of its own and
         # messages were instant: each party's measured compute placed on a shared timeline.
         # A member starts a message once it arrives and the member is free (work ahead can
-        # delay it); the coordinator closes a stage once the last reply is in.
+        # delay it); the coordinator goes on once the last answer (reply or refusal) is in.
         self._now = 0.0  # the coordinator's time
         self._free: dict[str, float] = {}  # when each member's own work (ahead too) is done
-        self._done: dict[tuple[int, str], float] = {}  # last reply per (round, member)
+        # When each member finished the last message it handled in a round.
+        self._done: dict[tuple[int, str], float] = {}
         self._reply_at = 0.0
-        self._round_end: float | None = None
-        self.latency: dict[int, float] = {}  # round → seconds on that timeline
+        # Round → seconds from the coordinator starting it until every party is done with it
+        # (rounds that abort have none). A member's tail (checking the opening) may overlap
+        # the next round's start; that round then waits for it and counts it too.
+        self.latency: dict[int, float] = {}
 
     def _gone(self, member: str, round: int, stage: str) -> bool:
         """Whether ``member`` has dropped out by ``stage`` of ``round`` (simulated failures)."""
@@ -99,7 +102,8 @@ class InProcessFederation(Federation):
         spent = time.perf_counter() - t0
         self.compute[(round, send.to, msg.KIND)] += spent
         self._free[send.to] = self._done[(round, send.to)] = done = start + spent
-        if replies is None:
+        if replies is None:  # the refusal reaches the coordinator as an answer would
+            self._reply_at = max(self._reply_at, done)
             return []
         if replies:
             self._reply_at = max(self._reply_at, done)
@@ -119,11 +123,10 @@ class InProcessFederation(Federation):
         self._now += seconds
 
     def run_round(self, round: int) -> RoundResult:
-        begin = self._now if self._round_end is None else self._round_end
+        begin = self._now
         result = super().run_round(round)
         ends = [t for (r, _), t in self._done.items() if r == round]
-        self._round_end = max([self._now, *ends])
-        self.latency[round] = self._round_end - begin
+        self.latency[round] = max([self._now, *ends]) - begin
         return result
 
     def exchange(self, round: int, stage: str, sends: Sequence[Send]) -> Replies:

@@ -41,6 +41,10 @@ from guardians.protocol.secagg.messages import (
 from guardians.protocol.secagg.quantize import FixedPoint, stats_fixed_point
 from guardians.protocol.witness import CosignRequest, MemberWitness, WitnessKeyRequest
 
+# What MemberNode.idle() did, for the engines that time it.
+WORK_CONTRIBUTION = "contribution"
+WORK_PROVER_MASKS = "prover-masks"
+
 SECAGG_MESSAGES = (SecAggSetup, Keys, EncapsRelay, SharesRelay, ConsistencyCheck, UnmaskRequest,
                    AggregateOpening)  # fmt: skip
 
@@ -245,18 +249,18 @@ class MemberNode:
         flight): computes the round's contribution (encoding, commitment and proof) during the
         key exchange and, once its masked input is out (the coordinator then verifies every
         member's proof), the prover masks for the next round's proof. Returns what it did
-        ("contribution" or "prover-masks"), or None."""
+        (WORK_CONTRIBUTION or WORK_PROVER_MASKS), or None."""
         if self.secagg is None:
             return None
         if self.secagg.prepare():
-            return "contribution"
+            return WORK_CONTRIBUTION
         stmt = self.secagg.statement
         if stmt is None or self.secagg.stage not in (Stage.CONSISTENCY, Stage.UNMASK, Stage.DONE):
             return None
         if self._masks is not None and self._masks.dim == stmt.dim and not self._masks.used:
             return None
         self._masks = norm.precompute_masks(stmt)
-        return "prover-masks"
+        return WORK_PROVER_MASKS
 
     def records_upload(self) -> RecordsUpload:
         """What the member would send a central server in the centralized baseline."""

@@ -27,8 +27,8 @@ Costs: the prover's main work is one MSM of d full-size masks; the verifier's is
 responses, and ``verify_batch`` merges a whole round's members into one MSM. Proofs are
 32·(d + 1) bytes plus a few kilobytes (the response is not compressed). The masks and their
 commitment T do not depend on the update, so :func:`precompute_masks` makes them ahead (while
-the member waits or trains) and :func:`prove` then does about a fifth of the work; each set of
-masks serves one proof only.
+the member waits) and :func:`prove` then does about a seventh of the work; each set of masks
+serves one proof only.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from guardians.crypto.bls import ORDER
 from guardians.crypto.errors import CryptoError
 from guardians.crypto.transcript import Transcript
 from guardians.crypto.zk.sigma import Context, FalseStatementError, ProofVerificationError
-from guardians.errors import ConfigError
+from guardians.errors import ConfigError, LocalProtocolError
 
 PROJECTIONS = 128  # k: a too-large entry survives all rows with probability ≤ 2^-k
 REJECTION = 1 << 16  # κ: each row restarts with probability ≈ 1/κ
@@ -152,8 +152,9 @@ def commit(stmt: NormStatement, values: np.ndarray) -> tuple[bytes, Opening]:
     return bls.point_bytes(c), Opening(values=v, blinding=r)
 
 
-class MasksUsedError(CryptoError):
-    """Precomputed masks offered for a second proof (two responses would reveal the update)."""
+class MasksUsedError(LocalProtocolError):
+    """Precomputed masks offered for a second proof (two responses would reveal the update):
+    a bug of the caller's, not anything a peer sent."""
 
 
 @dataclass(eq=False)
@@ -163,18 +164,23 @@ class ProverMasks:
     the same μ give v = (z − z')/(c − c')."""
 
     dim: int
-    mu: bytes  # dim + 1 packed canonical scalars (scalarvec)
-    rho: int
-    point: bytes  # T, compressed
-    mu_sq: int  # Σ μᵢ² over the update's coordinates, mod r (the weight's mask excluded)
-    used: bool = False
+    mu: bytes = field(repr=False)  # dim + 1 packed canonical scalars (scalarvec)
+    rho: int = field(repr=False)
+    point: bytes = field(repr=False)  # T, compressed
+    mu_sq: int = field(repr=False)  # Σ μᵢ² over the update's coordinates, mod r
+    _used: bool = field(default=False, repr=False)
+
+    @property
+    def used(self) -> bool:
+        return self._used
 
     def take(self, stmt: NormStatement) -> ProverMasks:
+        """Mark these masks spent for a proof of ``stmt`` (refused if spent or misfitting)."""
         if self.dim != stmt.dim:
             raise ConfigError(f"masks for {self.dim} coordinates, statement has {stmt.dim}")
-        if self.used:
+        if self._used:
             raise MasksUsedError("these prover masks already served a proof")
-        self.used = True
+        self._used = True
         return self
 
 
@@ -309,9 +315,8 @@ def prove(
     masks: ProverMasks | None = None,
 ) -> NormProof:
     """Prove the statement for ``commitment`` (made by :func:`commit` with ``opening``), with
-    ``masks`` from :func:`precompute_masks` if given (consumed even if proving fails)."""
-    if masks is not None:
-        masks.take(stmt)
+    ``masks`` from :func:`precompute_masks` if given (spent by the proof; a statement refused
+    here leaves them unspent, as nothing was computed with them)."""
     v = opening.values
     if v.shape != (stmt.dim + 1,):
         raise ConfigError(f"opening has {v.shape[0]} values, statement wants {stmt.dim + 1}")
@@ -342,9 +347,7 @@ def _prove_unchecked(
     k, mb = stmt.projections, stmt.proj_bound
     base = _transcript(ctx, stmt, commitment)
     bits_ns = _bits(n, stmt.weight_bits) + _bits(slack, stmt.slack_bits)
-    if masks is None:
-        masks = precompute_masks(stmt)
-        masks.used = True
+    masks = (masks if masks is not None else precompute_masks(stmt)).take(stmt)
     mu, rho_m = masks.mu, masks.rho
     sb = bls.SCALAR_BYTES
     mu_x = mu[: sb * stmt.dim]
