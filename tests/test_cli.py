@@ -189,6 +189,15 @@ def test_bench_zk_reports_the_keys_and_a_verified_round():
     assert res["anchor"]["prove_us_per_param"] == pytest.approx(60.27, abs=0.01)
 
 
+def test_bench_zk_prints_its_tables():
+    r = _run("bench", "zk", "--params", "256", "--round-params", "600", "--members", "4",
+             "--rounds", "2")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    for text in ("Contribution proofs", "A round: 4 members", "verifiable", "latency",
+                 "Goal ≤ 3×"):  # fmt: skip
+        assert text in r.output
+
+
 def test_bench_zk_refuses_silly_sizes():
     r = _run("bench", "zk", "--params", str(1 << 21), "--no-round")
     assert r.exit_code != 0 and "2^20" in r.output

@@ -562,22 +562,29 @@ def bench_zk_cmd(
     )
     rnd = res.get("round")
     if rnd:
+        rt = Table(
+            title=f"A round: {rnd['members']} members, D = {rnd['params']:,}, "
+            f"{rnd['epochs']} local epoch(s) over ~{rnd['records_per_member']:,} NSL-KDD "
+            "records each"
+        )
+        for col in ("setting", "latency s", "× plaintext", "serial s", "× plaintext",
+                    "work ahead left out s", "× plaintext"):  # fmt: skip
+            rt.add_column(col, justify="right")
+        for mode in ("plaintext", "secagg", "verifiable"):
+            m, p = rnd[mode], rnd["plaintext"]
+            rt.add_row(
+                mode, f"{m['latency_s']:.3f}", f"{m['latency_s'] / p['latency_s']:.1f}",
+                f"{m['round_s']:.3f}", f"{m['round_s'] / p['round_s']:.1f}",
+                f"{m['round_ahead_s']:.3f}", f"{m['round_ahead_s'] / p['round_ahead_s']:.1f}",
+            )  # fmt: skip
+        out.print(rt)
         out.print(
-            f"round, {rnd['members']} members, D = {rnd['params']:,}, {rnd['epochs']} local "
-            f"epoch(s) over ~{rnd['records_per_member']:,} NSL-KDD records each: plaintext "
-            f"{rnd['plaintext']['round_s']:.3f} s, secagg {rnd['secagg']['round_s']:.3f} s, "
-            f"verifiable {rnd['verifiable']['round_s']:.3f} s → "
-            f"{rnd['round_overhead_vs_plaintext']:.1f}× plaintext (RoFL: "
-            f"{ROFL['round_overhead_vs_plaintext']}×; goal ≤ 3×); with the work members do "
-            f"ahead left out {rnd['verifiable']['round_ahead_s']:.3f} s → "
-            f"{rnd['round_overhead_contribution_ahead']:.1f}×; latency with every party on "
-            f"its own machine {rnd['verifiable']['latency_s']:.3f} s vs "
-            f"{rnd['plaintext']['latency_s']:.3f} s → {rnd['round_overhead_latency']:.1f}× "
-            f"(≤ 3× once a plaintext round takes {rnd['break_even_plaintext_latency_s']:.2f} s). "
-            f"Counting every step serially, proofs add "
-            f"{rnd['proof_added_s']:.2f} s: ≤ 3× once a plaintext round takes "
-            f"{rnd['break_even_plaintext_round_s']:.2f} s; one member's commitment alone is "
-            f"{res['commitment_vs_plaintext_round']:.1f}× this plaintext round",
+            "latency: every party on its own machine, messages instant; serial: the slowest "
+            "member's steps plus the coordinator's, one after the other. Goal ≤ 3× "
+            f"(RoFL: {ROFL['round_overhead_vs_plaintext']}×). Proofs add "
+            f"{rnd['proof_added_latency_s']:.2f} s of latency: ≤ 3× once a plaintext round "
+            f"takes {rnd['break_even_plaintext_latency_s']:.2f} s; one member's commitment "
+            f"alone is {res['commitment_vs_plaintext_round']:.1f}× this plaintext round.",
             highlight=False,
         )
 
