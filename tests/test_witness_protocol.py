@@ -395,6 +395,26 @@ def test_a_witness_whose_reply_was_lost_is_asked_again_from_its_size(tmp_path):
     assert verify_log_dir(trail.dir, trust=trail.dir / "trust.json", state=None).ok
 
 
+def test_a_member_unreachable_at_enrolment_becomes_a_witness_later(tmp_path):
+    fed, nodes, trail = federation(tmp_path, {})
+    fed.dropouts = {1: {"m4": "collect"}}  # silent through round 1 and its checkpoint
+    fed.standardize()
+    fed.run_round(1)
+    assert set(trail.witnesses) == {"m1", "m2", "m3"}
+    stages: list[tuple[int, str]] = []
+    fed.on_stage = lambda r, stage: stages.append((r, stage))  # type: ignore[method-assign]
+    fed.run_round(2)  # asked again beside the cosign requests: enrolled, no extra stage
+    assert set(trail.witnesses) == set(MEMBERS)
+    assert (2, "cosign") in stages and (2, "witness-keys") not in stages
+    assert cosigners(trail) == {nodes[m].witness.cosigner.name for m in MEMBERS[:3]}
+    fed.run_round(3)
+    assert cosigners(trail) == {n.witness.cosigner.name for n in nodes.values()}
+    assert not [i for i in fed.run_record.incidents if i.kind == "witness"]
+    trust = json.loads((trail.dir / "trust.json").read_text())
+    assert len(trust["witnesses"]) == 4
+    assert verify_log_dir(trail.dir, trust=trail.dir / "trust.json", state=None).ok
+
+
 class MisattestingWitness(MemberNode):
     """Announces its witness keys with a broken attestation, then for another log."""
 

@@ -145,6 +145,19 @@ class AuditTrail:
         self._witnessed = dict.fromkeys(keys, 0)
         self._write_trust()
 
+    def add_witness(self, member: str, key: WitnessKey) -> None:
+        """Enrol one more member's witness after the first enrolment (it was unreachable then);
+        its attestation already checked, as for :meth:`enrol`."""
+        if not self.witnesses:
+            raise CheckpointError("no enrolment yet to add a witness to")
+        if member not in self.members or member in self.witnesses:
+            raise CheckpointError(f"{member!r} is not a member without a witness")
+        if key.name != witness_name(member, self.consortium):
+            raise CheckpointError(f"witness of {member!r} not under its member's name")
+        self.witnesses[member] = key
+        self._witnessed[member] = 0
+        self._write_trust()
+
     def cosign_requests(self) -> tuple[SignedNote, dict[str, CosignRequest]]:
         """Sign a checkpoint of the log as it stands; one cosign request per enrolled witness,
         each with a consistency proof from the size that witness last cosigned."""

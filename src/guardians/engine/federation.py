@@ -69,6 +69,8 @@ class Federation(ABC):
         self.audit = audit
         self.run_record = FederationRun()
         self._logged = 0  # incidents already on the audit log
+        # Members whose witness key was refused (asked no more; silent ones are asked again).
+        self._witness_refused: set[str] = set()
         # Compute time per (round, party, step): a member's step is the message it handled
         # (e.g. "secagg/shares-relay") or its work ahead ("idle/..."); the coordinator's is
         # what it did between exchanges: "receive:<stage>" (checking replies), "close:<stage>"
@@ -195,6 +197,8 @@ class Federation(ABC):
                 key = self._witness_key(round, member, reply, req, seen=member in keys)
                 if key is not None:
                     keys[member] = key
+                elif member not in keys:
+                    self._witness_refused.add(member)
             self.audit.enrol(keys, self.coordinator.consortium)
 
     def _witness_key(
@@ -235,6 +239,12 @@ class Federation(ABC):
             return
         got: dict[str, Cosignature] = {}
         sends = [Send(m, r) for m, r in reqs.items()]
+        # Members that were unreachable at the first enrolment are asked for their witness keys
+        # alongside the cosign requests (no extra stage): they cosign from the next checkpoint.
+        late = [m for m in self.audit.members
+                if m not in self.audit.witnesses and m not in self._witness_refused]  # fmt: skip
+        key_req = self.audit.witness_key_request()
+        sends += [Send(m, key_req) for m in late]
         for stage in ("cosign", "cosign-again"):
             self.on_stage(round, stage)
             again: list[Send] = []
@@ -243,6 +253,9 @@ class Federation(ABC):
                 for member, reply in replies:
                     if isinstance(reply, Cosignature) and member not in got:
                         got[member] = reply
+                        continue
+                    if member in late and stage == "cosign":
+                        self._enrol_late(round, member, reply, key_req)
                         continue
                     if isinstance(reply, WitnessSize) and stage == "cosign":
                         # The witness holds another size (a reply of ours or of its was lost):
@@ -269,6 +282,18 @@ class Federation(ABC):
                 round, COORDINATOR, f"checkpoint not published: {len(got) - len(problems)} "
                 f"valid cosignatures, quorum {self.audit.quorum}", kind="checkpoint-unwitnessed",
             ))  # fmt: skip
+
+    def _enrol_late(self, round: int, member: str, reply: Message, req: WitnessKeyRequest) -> None:
+        assert self.audit is not None
+        key = self._witness_key(round, member, reply, req, seen=member in self.audit.witnesses)
+        if key is None:
+            self._witness_refused.add(member)
+            return
+        try:
+            self.audit.add_witness(member, key)
+        except CheckpointError as exc:
+            self._witness_refused.add(member)
+            self.incident(Incident(round, member, f"witness not enrolled: {exc}", kind="witness"))
 
     def _log_incidents(self) -> None:
         """Put every incident not yet on the audit log there (drift reports arrive after a
