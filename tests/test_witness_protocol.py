@@ -211,6 +211,17 @@ def test_an_operator_listing_its_own_witness_fails_the_audit(founded):
     assert set(bad) == {"witness attestations"} and "m1" in bad["witness attestations"]
 
 
+def test_the_default_quorum_tolerates_a_third_of_the_witnesses():
+    from guardians.engine.audit import default_quorum
+
+    assert [default_quorum(n) for n in (1, 2, 3, 4, 5, 8, 10)] == [1, 2, 2, 3, 4, 6, 7]
+    for n in range(1, 200):
+        q, f = default_quorum(n), (n - 1) // 3
+        assert 2 * q - n > f  # a split view needs more colluding witnesses than f
+        assert n - f >= q  # f silent witnesses still leave a quorum
+        assert q >= n // 2 + 1  # never below a majority (the auditors' floor)
+
+
 def test_enrolment_needs_a_quorum_of_members(tmp_path):
     trail = AuditTrail(tmp_path / "l", ORIGIN, MEMBERS)
     wits = LocalWitnesses("test", MEMBERS)

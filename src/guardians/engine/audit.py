@@ -71,6 +71,15 @@ def model_hash(params: np.ndarray) -> bytes:
     return hashlib.sha256(b"guardians/v1/model\n" + np.asarray(params, "<f4").tobytes()).digest()
 
 
+def default_quorum(n: int) -> int:
+    """Cosignatures a checkpoint needs from n member witnesses: ⌊(n + f)/2⌋ + 1 with
+    f = ⌊(n − 1)/3⌋, the most faulty members n > 3f tolerates. Two conflicting checkpoints
+    then need 2q − n > f witnesses to sign both (a split view needs more colluders than the
+    threat model allows), and the n − f honest ones still reach q."""
+    f = (n - 1) // 3
+    return (n + f) // 2 + 1
+
+
 class AuditTrail:
     def __init__(
         self,
@@ -94,7 +103,7 @@ class AuditTrail:
         self.origin = origin
         self.log = TransparencyLog(LogStore(self.dir / "log.db"), origin, NoteSigner(origin))
         self.members = list(members)
-        self.quorum = quorum or (len(self.members) // 2 + 1)
+        self.quorum = quorum or default_quorum(len(self.members))
         self.witnesses: dict[str, WitnessKey] = {}  # enrolled: member → attested keys
         self.consortium = ""  # the name the witnesses' attestations are bound to
         self._witnessed: dict[str, int] = {}  # the size each witness last cosigned
