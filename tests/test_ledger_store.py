@@ -119,6 +119,25 @@ def test_readers_open_the_log_read_only(tmp_path):
     assert LogStore(path).size == 7
 
 
+def test_a_reader_sees_one_state_of_a_log_being_appended(tmp_path):
+    """The writer commits between the reader's size and its rows: the reader's snapshot
+    holds, so a live log never looks corrupted."""
+    w = LogStore(tmp_path / "log.db")
+    w.append_batch([entry(i) for i in range(7)])
+    r = LogStore(tmp_path / "log.db", readonly=True)
+    size_on_disk = r.size_on_disk
+
+    def racing() -> int:
+        size = size_on_disk()
+        w.append_batch([entry(100 + size)])
+        return size
+
+    r.size_on_disk = racing  # type: ignore[method-assign]
+    r.verify()  # reads the size, then (after the writer's append) every entry and node
+    assert r._load().size > 7
+    assert LogStore(tmp_path / "log.db", readonly=True).size == w.size > 8
+
+
 def test_a_reader_never_creates_or_adopts_a_file(tmp_path):
     with pytest.raises(StoreError, match="no log file"):
         LogStore(tmp_path / "missing.db", readonly=True)

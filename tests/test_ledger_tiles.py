@@ -128,6 +128,15 @@ def test_a_forked_tile_is_detected(logdir):
     assert "disagrees with the entries" in " ".join(r.output.split())
 
 
+def test_a_missing_log_is_unavailable_not_a_server_error(tmp_path):
+    from fastapi.testclient import TestClient
+
+    with TestClient(ledger_app(tmp_path)) as client:
+        r = client.get("/tile/0/000")
+    assert r.status_code == 503 and "no log file" in r.json()["detail"]
+    assert not (tmp_path / "log.db").exists()
+
+
 def test_log_grows_while_served(tmp_path):
     store = LogStore(tmp_path / "log.db")
     log = TransparencyLog(store, "grow.example/log", NoteSigner("grow.example/log"))

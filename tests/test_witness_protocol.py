@@ -212,14 +212,16 @@ def test_an_operator_listing_its_own_witness_fails_the_audit(founded):
 
 
 def test_the_default_quorum_tolerates_a_third_of_the_witnesses():
-    from guardians.engine.audit import default_quorum
+    from guardians.ledger.checkpoint import default_quorum
 
     assert [default_quorum(n) for n in (1, 2, 3, 4, 5, 8, 10)] == [1, 2, 2, 3, 4, 6, 7]
     for n in range(1, 200):
         q, f = default_quorum(n), (n - 1) // 3
         assert 2 * q - n > f  # a split view needs more colluding witnesses than f
         assert n - f >= q  # f silent witnesses still leave a quorum
-        assert q >= n // 2 + 1  # never below a majority (the auditors' floor)
+        assert q >= n // 2 + 1  # never below a majority
+    with pytest.raises(CheckpointError, match="at least one witness"):
+        default_quorum(0)
 
 
 def test_enrolment_needs_a_quorum_of_members(tmp_path):
@@ -426,6 +428,29 @@ def test_a_member_unreachable_at_enrolment_becomes_a_witness_later(tmp_path):
     assert verify_log_dir(trail.dir, trust=trail.dir / "trust.json", state=None).ok
 
 
+class RefusingWitness(MemberNode):
+    """Refuses to announce witness keys (as a member whose witness pinned another log)."""
+
+    asked = 0
+
+    def handle(self, msg):
+        if isinstance(msg, WitnessKeyRequest):
+            self.asked += 1
+            raise RemoteProtocolError("witness: this witness serves another log only",
+                                      peer="coordinator")  # fmt: skip
+        return super().handle(msg)
+
+
+def test_a_member_refusing_its_witness_keys_is_asked_a_bounded_number_of_times(tmp_path):
+    from guardians.engine.federation import LATE_ASKS
+
+    fed, nodes, trail = federation(tmp_path, {"m4": RefusingWitness})
+    fed.run(LATE_ASKS + 3)
+    assert set(trail.witnesses) == {"m1", "m2", "m3"}
+    assert nodes["m4"].asked == 1 + LATE_ASKS  # the first enrolment, then LATE_ASKS more
+    assert verify_log_dir(trail.dir, trust=trail.dir / "trust.json", state=None).ok
+
+
 class MisattestingWitness(MemberNode):
     """Announces its witness keys with a broken attestation, then for another log."""
 
@@ -471,4 +496,4 @@ def test_pinned_genesis_identities_catch_an_operator_that_admits_its_own_keys(fo
     assert "genesis lists" in failed({**genesis, "m5": genesis["m1"]})["pinned identities"]
     t = json.loads(trust.read_text())
     trust.write_text(json.dumps({**t, "quorum": 1}))
-    assert "below a majority" in failed(genesis)["pinned identities"]
+    assert "below 3 of the 4 members" in failed(genesis)["pinned identities"]

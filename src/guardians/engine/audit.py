@@ -41,6 +41,7 @@ from guardians.ledger.checkpoint import (
     CheckpointError,
     TransparencyLog,
     accept_checkpoint,
+    default_quorum,
 )
 from guardians.ledger.entries import Incident, MemberAdmitted, ModelPromoted, RoundCommitted
 from guardians.ledger.note import (
@@ -69,15 +70,6 @@ from guardians.protocol.witness import (
 def model_hash(params: np.ndarray) -> bytes:
     """Digest of a model's parameters (float32, little-endian), domain-separated."""
     return hashlib.sha256(b"guardians/v1/model\n" + np.asarray(params, "<f4").tobytes()).digest()
-
-
-def default_quorum(n: int) -> int:
-    """Cosignatures a checkpoint needs from n member witnesses: ⌊(n + f)/2⌋ + 1 with
-    f = ⌊(n − 1)/3⌋, the most faulty members n > 3f tolerates. Two conflicting checkpoints
-    then need 2q − n > f witnesses to sign both (a split view needs more colluders than the
-    threat model allows), and the n − f honest ones still reach q."""
-    f = (n - 1) // 3
-    return (n + f) // 2 + 1
 
 
 class AuditTrail:
@@ -128,7 +120,10 @@ class AuditTrail:
             trust["consortium"] = self.consortium
         if self.anchor is not None:
             trust["anchor"] = {"contract": self.anchor.address, "chain": self.chain}
-        (self.dir / "trust.json").write_text(json.dumps(trust, indent=2) + "\n")
+        # Atomically: the file is served and read while a run adds a late witness to it.
+        tmp = self.dir / f".trust.json.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(trust, indent=2) + "\n")
+        os.replace(tmp, self.dir / "trust.json")
 
     # --- witnesses ------------------------------------------------------------------------
     def witness_key_request(self) -> WitnessKeyRequest:

@@ -37,6 +37,8 @@ COORDINATOR = "coordinator"
 IDLE_PREFIX = "idle/"
 IDLE_CONTRIBUTION = IDLE_PREFIX + WORK_CONTRIBUTION
 IDLE_MASKS = IDLE_PREFIX + WORK_PROVER_MASKS
+# How many checkpoints a member missing from the witnesses is asked again for its keys.
+LATE_ASKS = 3
 
 
 @dataclass
@@ -69,8 +71,10 @@ class Federation(ABC):
         self.audit = audit
         self.run_record = FederationRun()
         self._logged = 0  # incidents already on the audit log
-        # Members whose witness key was refused (asked no more; silent ones are asked again).
+        # Members whose witness key was refused (asked no more), and how often each member
+        # missing from the witnesses was asked again (silence or a refusal: at most LATE_ASKS).
         self._witness_refused: set[str] = set()
+        self._late_asks: defaultdict[str, int] = defaultdict(int)
         # Compute time per (round, party, step): a member's step is the message it handled
         # (e.g. "secagg/shares-relay") or its work ahead ("idle/..."); the coordinator's is
         # what it did between exchanges: "receive:<stage>" (checking replies), "close:<stage>"
@@ -242,7 +246,10 @@ class Federation(ABC):
         # Members that were unreachable at the first enrolment are asked for their witness keys
         # alongside the cosign requests (no extra stage): they cosign from the next checkpoint.
         late = [m for m in self.audit.members
-                if m not in self.audit.witnesses and m not in self._witness_refused]  # fmt: skip
+                if m not in self.audit.witnesses and m not in self._witness_refused
+                and self._late_asks[m] < LATE_ASKS]  # fmt: skip
+        for m in late:
+            self._late_asks[m] += 1
         key_req = self.audit.witness_key_request()
         sends += [Send(m, key_req) for m in late]
         for stage in ("cosign", "cosign-again"):
@@ -251,7 +258,8 @@ class Federation(ABC):
             replies = self.exchange(round, stage, sends)
             with self._timed(round, "checkpoint"):
                 for member, reply in replies:
-                    if isinstance(reply, Cosignature) and member not in got:
+                    # Only witnesses asked to cosign this note (not one enrolled just now).
+                    if isinstance(reply, Cosignature) and member in reqs and member not in got:
                         got[member] = reply
                         continue
                     if member in late and stage == "cosign":

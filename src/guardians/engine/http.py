@@ -39,7 +39,10 @@ def ledger_app(directory: str | Path) -> FastAPI:
 
     @app.get("/tile/{path:path}")
     def get_tile(path: str) -> Response:
-        store = LogStore(d / "log.db", readonly=True)
+        try:
+            store = LogStore(d / "log.db", readonly=True)
+        except GuardiansError as exc:
+            raise HTTPException(503, f"log unavailable: {exc}") from None
         try:
             body, ctype = tiles.serve(store, checkpoint(), "tile/" + path)
         except GuardiansError as exc:

@@ -24,7 +24,7 @@ from guardians.errors import GuardiansError
 from guardians.ledger import attestation
 from guardians.ledger import entries as _entries
 from guardians.ledger.anchor import Anchor
-from guardians.ledger.checkpoint import Checkpoint, accept_checkpoint
+from guardians.ledger.checkpoint import Checkpoint, accept_checkpoint, default_quorum
 from guardians.ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from guardians.ledger.note import CosignerKey, NoteVerifier, SignedNote
 from guardians.ledger.store import LogStore
@@ -83,6 +83,7 @@ def _check_identities(
     for m in sorted(set(admitted) & set(identities)):
         if admitted[m] != identities[m]:
             bad.append(f"{m}: admitted with another identity key than the genesis")
+    need = default_quorum(len(identities)) if identities else 1
     try:
         t = json.loads(trust_path.read_text())
         listed = {str(w.get("member", "")) for w in t["witnesses"]}
@@ -92,11 +93,13 @@ def _check_identities(
     else:
         if not listed <= set(identities):
             bad.append(f"witnesses of non-members: {sorted(listed - set(identities))}")
-        if quorum < len(identities) // 2 + 1:
-            bad.append(f"quorum {quorum} is below a majority of the {len(identities)} members")
+        if quorum < need:
+            bad.append(f"quorum {quorum} is below {need} of the {len(identities)} members: a "
+                       f"split view would need only {max(0, 2 * quorum - len(identities))} "
+                       "colluding witnesses")  # fmt: skip
     report.add("pinned identities", not bad,
                "; ".join(bad) if bad else f"{len(identities)} members: the log admits exactly "
-               "their genesis keys, witnesses are theirs, quorum ≥ a majority")  # fmt: skip
+               f"their genesis keys, witnesses are theirs, quorum ≥ {need}")  # fmt: skip
 
 
 def attestation_problems(trust: Mapping[str, Any], admitted: Mapping[str, bytes]) -> list[str]:
@@ -170,7 +173,7 @@ def verify_log_dir(
     checkpoint from; without it, the anchors recorded in anchor.json (if any) are checked.
     ``identities``: the members' identity keys pinned out of band (the consortium's genesis):
     the log must admit exactly these keys, witnesses must be these members', and the quorum
-    at least a majority of them."""
+    at least :func:`~guardians.ledger.checkpoint.default_quorum` of them."""
     d = Path(directory)
     report = AuditReport(str(d))
     if trust is None:

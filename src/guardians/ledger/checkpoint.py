@@ -203,6 +203,17 @@ class Witness:
         raise ConflictError(f"{cp.origin}: split view or rewritten history: {why}", ev)
 
 
+def default_quorum(n: int) -> int:
+    """Cosignatures a checkpoint needs from n member witnesses: ⌊(n + f)/2⌋ + 1 with
+    f = ⌊(n − 1)/3⌋, the most faulty members n > 3f tolerates. Two conflicting checkpoints
+    then need 2q − n > f witnesses to sign both (a split view needs more colluders than the
+    threat model allows), and the n − f honest ones still reach q."""
+    if n < 1:
+        raise CheckpointError("a log needs at least one witness")
+    f = (n - 1) // 3
+    return (n + f) // 2 + 1
+
+
 def accept_checkpoint(
     note: SignedNote,
     log: NoteVerifier,

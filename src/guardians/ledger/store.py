@@ -12,6 +12,7 @@ detected rather than trusted away.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -43,28 +44,58 @@ class LogStore:
     def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        if readonly and not self.path.is_file():
+            raise StoreError(f"no log file at {self.path}")
         try:
             if readonly:
-                if not self.path.is_file():
-                    raise StoreError(f"no log file at {self.path}")
                 uri = self.path.resolve().as_uri() + "?mode=ro"
                 self.db = sqlite3.connect(uri, uri=True, isolation_level=None,
                                           check_same_thread=False)  # fmt: skip
-                missing = {"entries", "nodes", "meta"} - {
-                    name for (name,) in self.db.execute("SELECT name FROM sqlite_master")
-                }
-                if missing:
-                    tables = ", ".join(sorted(missing))
-                    raise StoreError(f"{self.path}: not a log file (no {tables} table)")
             else:
                 self.db = sqlite3.connect(self.path, isolation_level=None,
                                           check_same_thread=False)  # fmt: skip
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable log file: {exc}") from None
+        try:
+            self._open()
+            self.tree = self._load()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _open(self) -> None:
+        try:
+            if not self.readonly:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=FULL")
                 self.db.executescript(SCHEMA)
+                return
+            tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.OperationalError as exc:
+            if self.readonly and "readonly" in str(exc):
+                # SQLite must create the log's -shm file to read a WAL file, even read-only.
+                raise StoreError(f"{self.path}: cannot read this log where it lies (its "
+                                 "directory is not writable and it has no -shm file yet): "
+                                 "copy the directory and audit the copy") from None  # fmt: skip
+            raise StoreError(f"{self.path}: not a usable log file: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable log file: {exc}") from None
-        self.tree = self._load()
+        missing = {"entries", "nodes", "meta"} - tables
+        if missing:
+            raise StoreError(f"{self.path}: not a log file (no {', '.join(sorted(missing))} table)")
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction, so the size and the rows it reads belong to the same state of
+        a log another process may be appending to (WAL readers see a fixed snapshot)."""
+        if self.db.in_transaction:
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
 
     def _writable(self) -> None:
         if self.readonly:
@@ -73,7 +104,8 @@ class LogStore:
     def _load(self) -> MerkleTree:
         """Rebuild the in-memory node cache from the stored level hashes (no rehashing)."""
         try:
-            return self._load_levels()
+            with self._snapshot():
+                return self._load_levels()
         except (sqlite3.Error, TypeError, ValueError, IndexError) as exc:
             raise StoreError(f"{self.path}: corrupted log file: {exc}") from None
 
@@ -133,7 +165,8 @@ class LogStore:
         """Recompute every hash from the stored entries; raise StoreError at the first row
         that disagrees (an edited, deleted, inserted or reordered entry or node)."""
         try:
-            self._verify()
+            with self._snapshot():
+                self._verify()
         except (sqlite3.Error, TypeError, ValueError, IndexError) as exc:
             raise StoreError(f"{self.path}: corrupted log file: {exc}") from None
 
