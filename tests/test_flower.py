@@ -774,6 +774,39 @@ def test_an_existing_flower_app_over_real_flower(split, tmp_path_factory):
         assert mine["raw_records_out"] == 0 and "fl/update" not in mine["out_by_kind"]
 
 
+def test_a_run_whose_log_could_not_be_witnessed_does_not_start(split, tmp_path, flower_task):
+    """Plaintext rounds would start with half the members, but fewer than the witness quorum
+    (3 of 4) could never cosign a checkpoint: the run refuses to begin, and says why."""
+    import threading
+
+    from guardians.errors import RoundAbortedError
+
+    tr = split.train
+    part = partition("iid", tr.y, tr.groups, 4, np.random.default_rng(3))
+    shares = {m: tr.subset(ix[:200]) for m, ix in zip(MEMBERS, part.indices, strict=True)}
+    root = tmp_path / "q"
+    found_consortium(root, "quorum", shares, hidden=(4,), privacy="none", norm_bound=None)
+    servers, sockets = [], {}
+    for node, m in zip((31, 32), MEMBERS[:2], strict=True):
+        sockets[node] = tmp_path / f"q{node}.sock"
+        server = member_service.serve(_service(root, m), sockets[node])
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+        with pytest.raises(MembersMissingError, match=r"2 of 4 members online .*\(need 3\)"):
+            run_consortium(LoopbackGrid(sockets, 70), root / "consortium.json",
+                           tmp_path / "run", rounds=1, join_timeout=1)  # fmt: skip
+        # Without a log, half the members are enough to start (this model's statistics
+        # round then still needs everyone).
+        with pytest.raises(RoundAbortedError, match="round 0: 2 of 4 members replied"):
+            run_consortium(LoopbackGrid(sockets, 70), root / "consortium.json",
+                           tmp_path / "run2", rounds=1, join_timeout=1, ledger=False)  # fmt: skip
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
 def test_plaintext_rounds_over_the_grid_contract(split, tmp_path, flower_task):
     """A consortium that chose plaintext FedAvg (privacy "none") runs over the same transport:
     updates travel in the clear by the genesis' own choice, and the egress record says so."""

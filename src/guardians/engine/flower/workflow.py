@@ -41,6 +41,7 @@ from guardians.engine.audit import AuditTrail, found_trail, model_hash
 from guardians.engine.federation import COORDINATOR, Federation, Incident, Replies
 from guardians.engine.flower import envelope
 from guardians.errors import ConfigError, GuardiansError, RemoteProtocolError
+from guardians.ledger.checkpoint import default_quorum
 from guardians.node.coordinator import CoordinatorNode
 from guardians.node.deployment import ConsortiumConfig
 from guardians.protocol.round import RoundResult, Send
@@ -369,6 +370,10 @@ def _coordinate(
         minimum = max(3, minimum)
         if len(cfg.members) < 3:
             raise ConfigError("secure aggregation needs at least 3 members")
+    if ledger:
+        # Members found now are the run's; below the witness quorum no checkpoint could ever
+        # be cosigned, so such a run does not start.
+        minimum = max(minimum, default_quorum(len(cfg.members)))
     progress({"event": "waiting", "members": list(cfg.members), "session": session})
     nodes = discover(grid, cfg, session, minimum=minimum, timeout=join_timeout, log=progress)
     initial = cfg.initial_params(genesis) if cfg.external else None
