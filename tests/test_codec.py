@@ -120,8 +120,9 @@ def samples():
         DriftReport(round=3, records=120, feature_shift=0.4, label_rate=0.25, model_f1=0.8,
                         flag_rate=0.3),
         sa.ContributionEvidence(
-            round=2, member="a", reason="does not verify", commitment=b"c" * 48,
-            proof=b"p" * 70, signature=b"s" * 9,
+            round=2, member="a", reason="does not verify", dim=10, bound_sq=2**40,
+            weight_bits=24, projections=128, commitment=b"c" * 48, proof=b"p" * 70,
+            signature=b"s" * 9,
         ),
         wi.WitnessKeyRequest(origin="c.example/log", log_name="c.example/log", log_key=b"k" * 32),
         wi.WitnessKey(origin="c.example/log", name="a.witness.c", ed25519=b"e" * 32,

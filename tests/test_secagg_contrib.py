@@ -189,12 +189,12 @@ def test_updates_above_the_bound_are_scaled_into_it(keys):
     assert int(words[-1]) == sum(v.weights.values())
 
 
-def _resign(keys, member: str, msg: MaskedInput, **change) -> MaskedInput:
+def _resign(keys, member: str, msg: MaskedInput, stmt=None, **change) -> MaskedInput:
     new = dataclasses.replace(msg, **change)
-    sig = keys[member].sign(
-        contrib.signed_payload("c", 1, member, new.commitment, contrib.proof_digest(new.proof)),
-        contrib.SIGNATURE_CONTEXT,
-    )
+    stmt = stmt or contrib.statement(D, BOUND, FP, 1000)
+    digest = contrib.proof_digest(new.proof)
+    payload = contrib.signed_payload("c", 1, member, new.commitment, digest, stmt)
+    sig = keys[member].sign(payload, contrib.SIGNATURE_CONTEXT)
     return dataclasses.replace(new, signature=sig)
 
 
@@ -213,10 +213,18 @@ def test_a_bad_proof_excludes_its_maker_and_the_rest_aggregate(keys):
     # The evidence is the member's own signed commitment and proof: anyone can confirm it.
     ev = codec.decode(result.evidence["m1"])
     assert isinstance(ev, ContributionEvidence) and ev.member == "m1"
-    assert "does not verify" in contrib.check_evidence("c", v.directory, v.server.statement, ev)
+    assert contrib.evidence_statement(ev) == v.server.statement
+    assert "does not verify" in contrib.check_evidence("c", v.directory, ev)
     forged = dataclasses.replace(ev, member="m2")  # blaming someone else needs their signature
     with pytest.raises(SignatureError):
-        contrib.check_evidence("c", v.directory, v.server.statement, forged)
+        contrib.check_evidence("c", v.directory, forged)
+    # Re-reading the proof against another statement (a stricter bound, say) would make any
+    # honest proof fail: the member signed the statement too, so that is refused.
+    stricter = dataclasses.replace(ev, bound_sq=ev.bound_sq // 4)
+    with pytest.raises(SignatureError):
+        contrib.check_evidence("c", v.directory, stricter)
+    with pytest.raises(contrib.EvidenceError, match="no valid statement"):
+        contrib.check_evidence("c", v.directory, dataclasses.replace(ev, projections=3))
     assert "m1" not in result.contributors and result.verified
     assert v.deliver(sends) == {}
     others = [m for m in v.ids if m != "m1"]
@@ -372,10 +380,13 @@ def test_evidence_of_an_honest_proof_is_refused(keys):
     v = Verifiable(keys)
     v.run(keep)
     mi = stolen["m0"]
-    ev = ContributionEvidence(round=1, member="m0", reason="made up", commitment=mi.commitment,
+    st = v.server.statement
+    ev = ContributionEvidence(round=1, member="m0", reason="made up", dim=st.dim,
+                              bound_sq=st.bound_sq, weight_bits=st.weight_bits,
+                              projections=st.projections, commitment=mi.commitment,
                               proof=mi.proof, signature=mi.signature)  # fmt: skip
     with pytest.raises(contrib.EvidenceError, match="verifies"):
-        contrib.check_evidence("c", v.directory, v.server.statement, ev)
+        contrib.check_evidence("c", v.directory, ev)
 
 
 def test_rejected_proof_evidence_goes_beside_the_log(keys, tmp_path):
@@ -399,3 +410,62 @@ def test_rejected_proof_evidence_goes_beside_the_log(keys, tmp_path):
     assert (tmp_path / "log" / "evidence" / f"{digest}.cbor").read_bytes() == result.evidence["m1"]
     entry = codec.decode(trail.log.store.entry(trail.log.store.size - 1))
     assert entry.kind == "invalid-contribution-proof" and entry.evidence_hash.hex() == digest
+
+
+def test_auditors_check_the_evidence_kept_beside_the_log(keys, tmp_path):
+    from guardians.engine.audit import REJECTED_CONTRIBUTION, AuditTrail, check_evidence
+
+    def tamper(member, msg):
+        if member == "m1" and isinstance(msg, MaskedInput):
+            proof = bytearray(msg.proof)
+            proof[-40] ^= 1
+            return _resign(keys, member, msg, proof=bytes(proof))
+        return msg
+
+    v = Verifiable(keys)
+    result, _ = v.run(tamper)
+    log = tmp_path / "log"
+    trail = AuditTrail(log, "test.example/log", v.ids)
+    trail.admit({m: keys[m].verify_key.raw for m in v.ids})
+    trail.record_incident(1, "m1", result.rejected["m1"], REJECTED_CONTRIBUTION,
+                          result.evidence["m1"])  # fmt: skip
+    trail.close()
+    ok, detail = check_evidence(log, "c")
+    assert ok and "1 rejected contribution(s)" in detail, detail
+    # Bound to the consortium: the member signed for "c", not for another.
+    ok, detail = check_evidence(log, "elsewhere")
+    assert not ok and "round 1, m1" in detail
+    (f,) = (log / "evidence").iterdir()
+    data = f.read_bytes()
+    f.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    assert "does not match the log's digest" in check_evidence(log, "c")[1]
+    f.unlink()
+    assert "no evidence file" in check_evidence(log, "c")[1]
+
+
+def test_evidence_that_an_honest_member_was_excluded_fails_the_audit(keys, tmp_path):
+    """A coordinator that excludes a member with a valid proof cannot produce evidence that
+    survives the audit: the member's own signed proof verifies."""
+    from guardians.engine.audit import REJECTED_CONTRIBUTION, AuditTrail, check_evidence
+
+    stolen = {}
+
+    def keep(member, msg):
+        if isinstance(msg, MaskedInput) and member == "m0":
+            stolen["m0"] = msg
+        return msg
+
+    v = Verifiable(keys)
+    v.run(keep)
+    mi, st = stolen["m0"], v.server.statement
+    framed = codec.encode(ContributionEvidence(
+        round=1, member="m0", reason="made up", dim=st.dim, bound_sq=st.bound_sq,
+        weight_bits=st.weight_bits, projections=st.projections, commitment=mi.commitment,
+        proof=mi.proof, signature=mi.signature,
+    ))  # fmt: skip
+    trail = AuditTrail(tmp_path / "log", "test.example/log", v.ids)
+    trail.admit({m: keys[m].verify_key.raw for m in v.ids})
+    trail.record_incident(1, "m0", "made up", REJECTED_CONTRIBUTION, framed)
+    trail.close()
+    ok, detail = check_evidence(tmp_path / "log", "c")
+    assert not ok and "verifies: no misbehaviour" in detail

@@ -760,10 +760,11 @@ def audit_verify(
 ) -> None:
     """Verify a log without trusting its operator: checkpoint signatures and witness quorum,
     witness attestations, every hash recomputed from the entries, consistency with the last
-    audit, inclusion of every model version. Exit code 1 on any failure."""
+    audit, inclusion of every model version, and the signed evidence behind every rejected
+    contribution. Exit code 1 on any failure."""
     import tempfile
 
-    from guardians.ledger.audit import verify_log_dir
+    from guardians.engine.audit import audit_log_dir
 
     identities = None
     if genesis is not None:
@@ -794,8 +795,8 @@ def audit_verify(
             if not Path(log).is_dir():
                 console.print(f"[bold red]error:[/] {log} is not a log directory")
                 raise typer.Exit(code=2)
-            report = verify_log_dir(log, trust=trust, state=state or "default", anchor=anchor,
-                                    identities=identities)  # fmt: skip
+            report = audit_log_dir(log, trust=trust, state=state or "default", anchor=anchor,
+                                   identities=identities)  # fmt: skip
     if as_json:
         out.print_json(json.dumps(report.as_dict()))
     else:
@@ -837,6 +838,10 @@ def _verify_url(
                             identities=identities)  # fmt: skip
     report.log = url
     report.checks.insert(0, ("tiles", True, f"{checked} hash tiles match the entries"))
+    if report.kinds.get("log/incident"):
+        # Evidence files are not part of tlog-tiles: check them on a copy of the directory.
+        report.add("contribution evidence", True, "not served over HTTP; audit a copy of the "
+                   "log directory to check the evidence of rejected contributions")  # fmt: skip
     return report
 
 

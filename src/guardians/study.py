@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from guardians.crypto.sign import SigningKey
-from guardians.engine.audit import found_trail
+from guardians.engine.audit import audit_log_dir, found_trail
 from guardians.engine.egress import EgressMeter, summarize
 from guardians.engine.federation import IDLE_CONTRIBUTION, IDLE_MASKS
 from guardians.engine.inprocess import COORDINATOR, InProcessFederation, InProcessNetwork
@@ -39,7 +39,6 @@ from guardians.learning.models import MLP, build_model
 from guardians.learning.partition import SCHEMES, Partition, partition
 from guardians.learning.preprocess import Standardizer
 from guardians.learning.train import TrainConfig, train_local
-from guardians.ledger.audit import verify_log_dir
 from guardians.node.adversary import Adversary, MaliciousMember
 from guardians.node.coordinator import PRIVACY_METHODS, CoordinatorNode
 from guardians.node.member import MemberNode
@@ -237,7 +236,7 @@ def _run_federated(
         audit.close()
         # The study founded this consortium, so it holds the genesis trust file; the anchor
         # is read from the chain itself.
-        report = verify_log_dir(audit_dir, trust=Path(audit_dir) / "trust.json", anchor=anchor)
+        report = audit_log_dir(audit_dir, trust=Path(audit_dir) / "trust.json", anchor=anchor)
         metrics["ledger"] = report.as_dict() | {
             "path": str(audit_dir), "anchors": len(audit.anchored), "contract": anchor.address,
         }  # fmt: skip
@@ -323,7 +322,7 @@ def _run_federated_flower(
     if audit_dir.exists():
         shutil.rmtree(audit_dir)
     shutil.move(str(out / "ledger"), str(audit_dir))
-    report = verify_log_dir(audit_dir, trust=audit_dir / "trust.json")
+    report = audit_log_dir(audit_dir, trust=audit_dir / "trust.json")
     anchors = json.loads((audit_dir / "anchor.json").read_text())
     metrics["ledger"] = report.as_dict() | {
         "path": str(audit_dir), "anchors": len(anchors.get("anchored", [])),

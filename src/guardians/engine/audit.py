@@ -33,9 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from guardians import codec
-from guardians.crypto.sign import SigningKey
+from guardians.crypto.errors import CryptoError
+from guardians.crypto.sign import SigningKey, VerifyKey
+from guardians.errors import GuardiansError
 from guardians.ledger.anchor import Anchor
 from guardians.ledger.attestation import witness_name
+from guardians.ledger.audit import AuditReport, verify_log_dir
 from guardians.ledger.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -54,6 +57,9 @@ from guardians.ledger.note import (
 )
 from guardians.ledger.store import LogStore, StoreError
 from guardians.protocol.round import RoundResult
+from guardians.protocol.secagg import contrib
+from guardians.protocol.secagg.contrib import EvidenceError
+from guardians.protocol.secagg.messages import ContributionEvidence
 from guardians.protocol.witness import (
     MAX_NOTE_BYTES,
     MAX_ORIGIN_BYTES,
@@ -70,6 +76,10 @@ from guardians.protocol.witness import (
 def model_hash(params: np.ndarray) -> bytes:
     """Digest of a model's parameters (float32, little-endian), domain-separated."""
     return hashlib.sha256(b"guardians/v1/model\n" + np.asarray(params, "<f4").tobytes()).digest()
+
+
+# The incident kind of a contribution excluded for its proof (its evidence goes beside the log).
+REJECTED_CONTRIBUTION = "invalid-contribution-proof"
 
 
 class AuditTrail:
@@ -360,3 +370,80 @@ def found_trail(
                        chain=chain)  # fmt: skip
     trail.admit(identities)
     return trail, anchor
+
+
+# --- auditing what the log says about rejected contributions ---------------------------------
+def audit_log_dir(
+    directory: str | Path,
+    *,
+    trust: str | Path | None = None,
+    state: str | Path | None = None,
+    anchor: Anchor | None = None,
+    identities: Mapping[str, bytes] | None = None,
+) -> AuditReport:
+    """:func:`~guardians.ledger.audit.verify_log_dir`, then :func:`check_evidence` on the
+    evidence kept beside the log (bound to the consortium the pinned trust file names)."""
+    report = verify_log_dir(directory, trust=trust, state=state, anchor=anchor,
+                            identities=identities)  # fmt: skip
+    if trust is None or not (Path(directory) / "log.db").is_file():
+        return report  # already failed: nothing pinned to check the evidence against
+    try:
+        consortium = json.loads(Path(trust).read_text()).get("consortium", "")
+    except (OSError, ValueError, AttributeError):
+        return report  # the trust check above has said what is wrong with it
+    report.add("contribution evidence", *check_evidence(directory, str(consortium), identities))
+    return report
+
+
+def check_evidence(
+    directory: str | Path, consortium: str, identities: Mapping[str, bytes] | None = None
+) -> tuple[bool, str]:
+    """Every rejected contribution on the log (an ``invalid-contribution-proof`` incident) must
+    come with its evidence beside the log: the file the log's digest names, holding the
+    member's own signed commitment and proof (under the identity key the log admitted, or
+    the pinned one) for the statement it names, and that proof must fail. Evidence whose proof
+    verifies shows a member excluded without cause."""
+    d = Path(directory)
+    store = LogStore(d / "log.db", readonly=True)
+    admitted: dict[str, bytes] = {}
+    rejected: list[Incident] = []
+    try:
+        for _, data in store.entries(0, store.size):
+            try:
+                entry = codec.decode(data)
+            except GuardiansError:
+                continue  # verify_log_dir reports undecodable entries
+            if isinstance(entry, MemberAdmitted):
+                admitted.setdefault(entry.member, entry.identity_key)
+            elif isinstance(entry, Incident) and entry.kind == REJECTED_CONTRIBUTION:
+                rejected.append(entry)
+    finally:
+        store.close()
+    if not rejected:
+        return True, "no rejected contributions on the log"
+    keys = {m: VerifyKey(k) for m, k in (identities or admitted).items()}
+    problems = []
+    for inc in rejected:
+        where = f"round {inc.round}, {inc.member}"
+        path = d / "evidence" / f"{inc.evidence_hash.hex()}.cbor"
+        try:
+            data = path.read_bytes()
+        except OSError:
+            problems.append(f"{where}: no evidence file {path.name}")
+            continue
+        if hashlib.sha256(data).digest() != inc.evidence_hash:
+            problems.append(f"{where}: the evidence file does not match the log's digest")
+            continue
+        try:
+            ev = codec.decode(data)
+            if not isinstance(ev, ContributionEvidence):
+                raise EvidenceError(f"a {ev.KIND} message, not contribution evidence")
+            if (ev.member, ev.round) != (inc.member, inc.round):
+                raise EvidenceError(f"evidence about {ev.member!r} in round {ev.round}")
+            contrib.check_evidence(consortium, keys, ev)
+        except (GuardiansError, CryptoError) as exc:
+            problems.append(f"{where}: {exc}")
+    if problems:
+        return False, "; ".join(problems)
+    return True, (f"{len(rejected)} rejected contribution(s), each its member's own signed "
+                  "proof, which fails")  # fmt: skip

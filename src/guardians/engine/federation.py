@@ -20,7 +20,7 @@ from typing import Any
 
 from guardians.codec import Message
 from guardians.crypto.errors import CryptoError
-from guardians.engine.audit import AuditTrail
+from guardians.engine.audit import REJECTED_CONTRIBUTION, AuditTrail
 from guardians.errors import RemoteProtocolError, RoundAbortedError
 from guardians.ledger import attestation
 from guardians.ledger.checkpoint import CheckpointError
@@ -168,7 +168,7 @@ class Federation(ABC):
             self.incident(Incident(round, member, why, kind="quarantined"))
         for member, reason in result.rejected.items():
             self.incident(Incident(
-                round, member, reason, kind="invalid-contribution-proof",
+                round, member, reason, kind=REJECTED_CONTRIBUTION,
                 evidence=result.evidence.get(member, b""),
             ))  # fmt: skip
         if self.audit is not None:

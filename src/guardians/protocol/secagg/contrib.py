@@ -56,10 +56,22 @@ def proof_digest(proof: bytes) -> bytes:
 
 
 def signed_payload(
-    consortium: str, round: int, member: str, commitment: bytes, digest: bytes
+    consortium: str,
+    round: int,
+    member: str,
+    commitment: bytes,
+    digest: bytes,
+    stmt: norm.NormStatement,
 ) -> bytes:
+    """What a member signs: its commitment and proof for this round, and the statement it
+    proved (so evidence of a rejected proof cannot be re-read against another statement)."""
     return frame_all(consortium.encode(), round.to_bytes(8, "big"), member.encode(),
-                     commitment, digest)  # fmt: skip
+                     commitment, digest, *statement_fields(stmt))  # fmt: skip
+
+
+def statement_fields(stmt: norm.NormStatement) -> tuple[bytes, ...]:
+    return tuple(v.to_bytes(32, "big") for v in (stmt.dim, stmt.bound_sq, stmt.weight_bits,
+                                                  stmt.projections))  # fmt: skip
 
 
 def l2_clip(x: np.ndarray, norm_bound: float, weight: int, scale_bits: int, dim: int) -> np.ndarray:
@@ -100,7 +112,7 @@ def contribute(
     proof = norm.prove(proof_context(consortium, round, member), stmt, commitment, opening, masks)
     data = proof.to_bytes()
     sig = identity.sign(
-        signed_payload(consortium, round, member, commitment, proof_digest(data)),
+        signed_payload(consortium, round, member, commitment, proof_digest(data), stmt),
         SIGNATURE_CONTEXT,
     )
     extended = np.concatenate([np.asarray(words, np.uint64), norm.blinding_limbs(opening.blinding)])
@@ -130,30 +142,40 @@ def verify_opening(
         key = directory.get(m)
         if key is None:
             raise norm.AggregateMismatchError(f"contributor {m!r} has no known identity key")
-        key.verify(sig, signed_payload(consortium, opening.round, m, com, dg), SIGNATURE_CONTEXT)
+        key.verify(sig, signed_payload(consortium, opening.round, m, com, dg, stmt),
+                   SIGNATURE_CONTEXT)  # fmt: skip
     words = opening.total[: stmt.dim + 1]
     blinding = norm.blinding_from_limbs(opening.total[stmt.dim + 1 :])
     norm.check_aggregate(stmt, opening.commitments, signed_values(words), blinding)
     return words
 
 
+def evidence_statement(ev: ContributionEvidence) -> norm.NormStatement:
+    """The statement the member signed its rejected proof for (raises ConfigError if it is
+    not a valid statement)."""
+    return norm.NormStatement(dim=ev.dim, bound_sq=ev.bound_sq, weight_bits=ev.weight_bits,
+                              projections=ev.projections)  # fmt: skip
+
+
 def check_evidence(
     consortium: str,
     directory: Mapping[str, VerifyKey],
-    stmt: norm.NormStatement,
     ev: ContributionEvidence,
 ) -> str:
-    """Confirm a rejection: the member signed this commitment and proof, and the proof does not
-    verify. Returns why it fails; raises ``SignatureError`` if the member did not sign it and
-    :class:`EvidenceError` if the proof in fact verifies."""
+    """Confirm a rejection: the member signed this commitment and proof for this statement,
+    and the proof does not verify. Returns why it fails; raises ``SignatureError`` if the
+    member did not sign it and :class:`EvidenceError` if the proof in fact verifies (or the
+    evidence names no valid statement)."""
     key = directory.get(ev.member)
     if key is None:
         raise EvidenceError(f"no identity key for {ev.member!r}")
-    key.verify(
-        ev.signature,
-        signed_payload(consortium, ev.round, ev.member, ev.commitment, proof_digest(ev.proof)),
-        SIGNATURE_CONTEXT,
-    )
+    try:
+        stmt = evidence_statement(ev)
+    except ConfigError as exc:
+        raise EvidenceError(f"evidence of {ev.member!r} names no valid statement: {exc}") from None
+    digest = proof_digest(ev.proof)
+    payload = signed_payload(consortium, ev.round, ev.member, ev.commitment, digest, stmt)
+    key.verify(ev.signature, payload, SIGNATURE_CONTEXT)
     ctx = proof_context(consortium, ev.round, ev.member)
     try:
         proof = norm.NormProof.from_bytes(ev.proof, stmt)

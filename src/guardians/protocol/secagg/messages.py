@@ -192,6 +192,11 @@ class ContributionEvidence(Message):
     round: int
     member: str
     reason: str
+    # The statement the member proved (and signed): NormStatement's fields.
+    dim: int
+    bound_sq: int
+    weight_bits: int
+    projections: int
     commitment: bytes = bytes_field("public")
     proof: bytes = bytes_field("public")
     signature: bytes = bytes_field("public")

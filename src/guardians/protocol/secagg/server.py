@@ -231,7 +231,7 @@ class SecureRound:
                 self.directory[sender].verify(
                     msg.signature,
                     contrib.signed_payload(self.consortium, self.round, sender, msg.commitment,
-                                           contrib.proof_digest(msg.proof)),
+                                           contrib.proof_digest(msg.proof), self.statement),
                     contrib.SIGNATURE_CONTEXT,
                 )  # fmt: skip
                 # Parsed now (cheap), verified for all members at once when the stage closes.
@@ -380,10 +380,11 @@ class SecureRound:
             self.rejected[m] = (
                 f"contribution proof rejected ({reason}); commitment {com}, proof digest {digest}"
             )
-            mi = self.masked[m]
+            mi, st = self.masked[m], self.statement
             self.evidence[m] = codec.encode(ContributionEvidence(
-                round=self.round, member=m, reason=reason, commitment=mi.commitment,
-                proof=mi.proof, signature=mi.signature,
+                round=self.round, member=m, reason=reason, dim=st.dim, bound_sq=st.bound_sq,
+                weight_bits=st.weight_bits, projections=st.projections,
+                commitment=mi.commitment, proof=mi.proof, signature=mi.signature,
             ))  # fmt: skip
             del self.masked[m]
             self.drop(m, self.rejected[m])
