@@ -151,3 +151,67 @@ def test_log_grows_while_served(tmp_path):
         assert httpx.get(url + "checkpoint").text.split("\n")[1] == "7"
         assert len(httpx.get(url + "tile/0/000.p/7").content) == 7 * 32
         assert httpx.get(url + "tile/0/000.p/9").status_code == 404
+
+
+def _log_with_a_rejection(path):
+    """A witnessed log whose round 1 excluded m1 for a bad proof, its evidence beside it."""
+    from guardians.engine.audit import REJECTED_CONTRIBUTION, AuditTrail, LocalWitnesses
+    from guardians.protocol.secagg.messages import MaskedInput
+    from tests.test_secagg_contrib import NAMES, Verifiable, _resign
+
+    wit = LocalWitnesses("c", NAMES[:5])
+    keys = wit.identities
+
+    def tamper(member, msg):
+        if member == "m1" and isinstance(msg, MaskedInput):
+            proof = bytearray(msg.proof)
+            proof[-40] ^= 1
+            return _resign(keys, member, msg, proof=bytes(proof))
+        return msg
+
+    result, _ = Verifiable(keys).run(tamper)
+    trail = AuditTrail(path, "test.example/log", NAMES[:5])
+    trail.admit({m: k.verify_key.raw for m, k in keys.items()})
+    trail.record_incident(1, "m1", result.rejected["m1"], REJECTED_CONTRIBUTION,
+                          result.evidence["m1"])  # fmt: skip
+    wit.checkpoint(trail, timestamp=1_700_000_000)
+    trail.close()
+    return path
+
+
+def test_audits_check_the_evidence_of_rejections_locally_and_over_http(tmp_path):
+    import os
+
+    from guardians.engine.audit import audit_log_dir
+
+    log = _log_with_a_rejection(tmp_path / "log")
+    trust = log / "trust.json"
+    report = audit_log_dir(log, trust=trust, state=tmp_path / "s1")
+    assert report.ok, report.checks
+    assert (
+        "1 rejected contribution(s)"
+        in dict((n, d) for n, _, d in report.checks)["contribution evidence"]
+    )
+    with Server(ledger_app(log)) as url:
+        r = CliRunner().invoke(cli, ["audit", "verify", "--log", url, "--trust", str(trust),
+                                     "--state", str(tmp_path / "s2")])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert "each its member's own signed proof" in " ".join(r.output.split())
+        (evidence,) = (log / "evidence").iterdir()
+        data = evidence.read_bytes()
+        evidence.unlink()  # the server no longer has it: the audit by URL fails
+        r = CliRunner().invoke(cli, ["audit", "verify", "--log", url, "--trust", str(trust),
+                                     "--state", str(tmp_path / "s3")])  # fmt: skip
+        assert r.exit_code == 1 and "no evidence file" in r.output
+    # Locally too, and the auditor's state does not move past an unverified rejection.
+    report = audit_log_dir(log, trust=trust, state=tmp_path / "s4")
+    assert not report.ok and not (tmp_path / "s4").exists()
+    # A device (or a pipe) planted in its place is refused without being read.
+    os.symlink("/dev/zero", evidence)
+    report = audit_log_dir(log, trust=trust, state=None)
+    assert (
+        "not a regular file" in dict((n, d) for n, _, d in report.checks)["contribution evidence"]
+    )
+    evidence.unlink()
+    evidence.write_bytes(data)
+    assert audit_log_dir(log, trust=trust, state=None).ok

@@ -356,6 +356,10 @@ def test_configuration_errors(keys):
     with pytest.raises(ConfigError, match="secure aggregation"):
         CoordinatorNode(NAMES[:3], LogisticRegression(4, 2), TrainConfig(),
                         np.random.default_rng(0), n_features=4, norm_bound=1.0)  # fmt: skip
+    # B² must fit the 64-bit integer evidence carries it in.
+    with pytest.raises(ConfigError, match="too large"):
+        contrib.statement(10, 300.0, FixedPoint(scale_bits=24, clip=1000.0), 100)
+    assert contrib.statement(10, 2.0, FixedPoint(), 1 << 24).bound_sq < 1 << 63
 
 
 def test_float32_updates_far_above_the_bound_still_prove(keys):

@@ -816,7 +816,8 @@ def _verify_url(
 ) -> Any:  # fmt: skip
     import httpx
 
-    from guardians.ledger.audit import AuditReport, verify_log_dir
+    from guardians.engine.audit import MAX_EVIDENCE_BYTES, audit_log_dir, evidence_names
+    from guardians.ledger.audit import AuditReport
     from guardians.ledger.tiles import download_log
 
     prefix = url.rstrip("/") + "/"
@@ -834,15 +835,35 @@ def _verify_url(
             report = AuditReport(url)
             report.add("tiles", False, f"{type(exc).__name__}: {exc}")
             return report
-    report = verify_log_dir(tmp / "log", trust=trust, state=state or "default", anchor=anchor,
-                            identities=identities)  # fmt: skip
+        # The signed evidence behind each rejected contribution, named by the log's digests.
+        (tmp / "log" / "evidence").mkdir(exist_ok=True)
+        for name in evidence_names(tmp / "log"):
+            body = _fetch_bounded(client, prefix + "evidence/" + name, MAX_EVIDENCE_BYTES)
+            if body is not None:  # a missing one fails the evidence check
+                (tmp / "log" / "evidence" / name).write_bytes(body)
+    report = audit_log_dir(tmp / "log", trust=trust, state=state or "default", anchor=anchor,
+                           identities=identities)  # fmt: skip
     report.log = url
     report.checks.insert(0, ("tiles", True, f"{checked} hash tiles match the entries"))
-    if report.kinds.get("log/incident"):
-        # Evidence files are not part of tlog-tiles: check them on a copy of the directory.
-        report.add("contribution evidence", True, "not served over HTTP; audit a copy of the "
-                   "log directory to check the evidence of rejected contributions")  # fmt: skip
     return report
+
+
+def _fetch_bounded(client: Any, url: str, limit: int) -> bytes | None:
+    """The body of a 200 answer of at most ``limit`` bytes, else None."""
+    import httpx
+
+    try:
+        with client.stream("GET", url) as r:
+            if r.status_code != 200:
+                return None
+            body = bytearray()
+            for chunk in r.iter_bytes():
+                body += chunk
+                if len(body) > limit:
+                    return None
+            return bytes(body)
+    except httpx.HTTPError:
+        return None
 
 
 ledger_app_cli = typer.Typer(help="Run the consortium's transparency log.", no_args_is_help=True)

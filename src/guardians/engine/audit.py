@@ -23,9 +23,11 @@ Directory layout::
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -373,6 +375,11 @@ def found_trail(
 
 
 # --- auditing what the log says about rejected contributions ---------------------------------
+# Evidence is a member's signed commitment and proof: 32 bytes per parameter, so this bounds
+# what an auditor reads for one rejection (2^22 parameters and more).
+MAX_EVIDENCE_BYTES = 1 << 28
+
+
 def audit_log_dir(
     directory: str | Path,
     *,
@@ -381,34 +388,71 @@ def audit_log_dir(
     anchor: Anchor | None = None,
     identities: Mapping[str, bytes] | None = None,
 ) -> AuditReport:
-    """:func:`~guardians.ledger.audit.verify_log_dir`, then :func:`check_evidence` on the
-    evidence kept beside the log (bound to the consortium the pinned trust file names)."""
-    report = verify_log_dir(directory, trust=trust, state=state, anchor=anchor,
-                            identities=identities)  # fmt: skip
-    if trust is None or not (Path(directory) / "log.db").is_file():
-        return report  # already failed: nothing pinned to check the evidence against
-    try:
-        consortium = json.loads(Path(trust).read_text()).get("consortium", "")
-    except (OSError, ValueError, AttributeError):
-        return report  # the trust check above has said what is wrong with it
-    report.add("contribution evidence", *check_evidence(directory, str(consortium), identities))
-    return report
+    """:func:`~guardians.ledger.audit.verify_log_dir` with :func:`check_evidence` on the
+    evidence kept beside the log, bound to the consortium the pinned trust file names; the
+    auditor's state records the checkpoint only if that passes too."""
+    consortium = ""
+    if trust is not None:
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            consortium = str(json.loads(Path(trust).read_text()).get("consortium") or "")
+
+    def evidence(report: AuditReport, cp: Checkpoint) -> None:
+        report.add("contribution evidence",
+                   *check_evidence(directory, consortium, identities, size=cp.size))  # fmt: skip
+
+    return verify_log_dir(directory, trust=trust, state=state, anchor=anchor,
+                          identities=identities, extra=evidence)  # fmt: skip
 
 
 def check_evidence(
-    directory: str | Path, consortium: str, identities: Mapping[str, bytes] | None = None
+    directory: str | Path,
+    consortium: str,
+    identities: Mapping[str, bytes] | None = None,
+    *,
+    size: int | None = None,
 ) -> tuple[bool, str]:
-    """Every rejected contribution on the log (an ``invalid-contribution-proof`` incident) must
-    come with its evidence beside the log: the file the log's digest names, holding the
-    member's own signed commitment and proof (under the identity key the log admitted, or
-    the pinned one) for the statement it names, and that proof must fail. Evidence whose proof
-    verifies shows a member excluded without cause."""
+    """Every rejected contribution on the log's first ``size`` entries (an
+    ``invalid-contribution-proof`` incident) must come with its evidence beside the log: the
+    file the log's digest names, holding the member's own signed commitment and proof (under
+    the identity key the log admitted, or the pinned one) for the statement it names, and
+    that proof must fail. Evidence whose proof verifies shows a member excluded without cause.
+    Returns (passed, what was found); never raises."""
     d = Path(directory)
-    store = LogStore(d / "log.db", readonly=True)
+    try:
+        admitted, rejected = _rejections(d, size)
+    except (GuardiansError, OSError) as exc:
+        return False, f"cannot read the log: {exc}"
+    if not rejected:
+        return True, "no rejected contributions on the log"
+    if not consortium:
+        return False, (f"{len(rejected)} rejected contribution(s), but the trust file names no "
+                       "consortium to check their signatures against")  # fmt: skip
+    pinned = identities if identities is not None else admitted
+    problems = []
+    for inc in rejected:
+        try:
+            _check_one(d, inc, consortium, pinned)
+        except (GuardiansError, CryptoError, OSError) as exc:
+            problems.append(f"round {inc.round}, {inc.member}: {exc}")
+    if problems:
+        return False, "; ".join(problems)
+    return True, (f"{len(rejected)} rejected contribution(s), each its member's own signed "
+                  "proof, which fails")  # fmt: skip
+
+
+def evidence_names(directory: str | Path) -> list[str]:
+    """The evidence files the log names (one per rejected contribution), e.g. to fetch them
+    beside a downloaded copy of the log."""
+    _, rejected = _rejections(Path(directory), None)
+    return [f"{inc.evidence_hash.hex()}.cbor" for inc in rejected]
+
+
+def _rejections(d: Path, size: int | None) -> tuple[dict[str, bytes], list[Incident]]:
     admitted: dict[str, bytes] = {}
     rejected: list[Incident] = []
+    store = LogStore(d / "log.db", readonly=True)
     try:
-        for _, data in store.entries(0, store.size):
+        for _, data in store.entries(0, store.size if size is None else min(size, store.size)):
             try:
                 entry = codec.decode(data)
             except GuardiansError:
@@ -419,31 +463,31 @@ def check_evidence(
                 rejected.append(entry)
     finally:
         store.close()
-    if not rejected:
-        return True, "no rejected contributions on the log"
-    keys = {m: VerifyKey(k) for m, k in (identities or admitted).items()}
-    problems = []
-    for inc in rejected:
-        where = f"round {inc.round}, {inc.member}"
-        path = d / "evidence" / f"{inc.evidence_hash.hex()}.cbor"
-        try:
-            data = path.read_bytes()
-        except OSError:
-            problems.append(f"{where}: no evidence file {path.name}")
-            continue
-        if hashlib.sha256(data).digest() != inc.evidence_hash:
-            problems.append(f"{where}: the evidence file does not match the log's digest")
-            continue
-        try:
-            ev = codec.decode(data)
-            if not isinstance(ev, ContributionEvidence):
-                raise EvidenceError(f"a {ev.KIND} message, not contribution evidence")
-            if (ev.member, ev.round) != (inc.member, inc.round):
-                raise EvidenceError(f"evidence about {ev.member!r} in round {ev.round}")
-            contrib.check_evidence(consortium, keys, ev)
-        except (GuardiansError, CryptoError) as exc:
-            problems.append(f"{where}: {exc}")
-    if problems:
-        return False, "; ".join(problems)
-    return True, (f"{len(rejected)} rejected contribution(s), each its member's own signed "
-                  "proof, which fails")  # fmt: skip
+    return admitted, rejected
+
+
+def _check_one(d: Path, inc: Incident, consortium: str, keys: Mapping[str, bytes]) -> None:
+    path = d / "evidence" / f"{inc.evidence_hash.hex()}.cbor"
+    # The directory is the operator's: a symlink, a device or a pipe there must not make the
+    # auditor read forever.
+    try:
+        st = path.lstat()
+    except OSError:
+        raise EvidenceError(f"no evidence file {path.name}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise EvidenceError(f"{path.name} is not a regular file")
+    if st.st_size > MAX_EVIDENCE_BYTES:
+        raise EvidenceError(f"{path.name} is {st.st_size} bytes, over {MAX_EVIDENCE_BYTES}")
+    with path.open("rb") as f:
+        data = f.read(MAX_EVIDENCE_BYTES + 1)
+    if hashlib.sha256(data).digest() != inc.evidence_hash:
+        raise EvidenceError("the evidence file does not match the log's digest")
+    ev = codec.decode(data)
+    if not isinstance(ev, ContributionEvidence):
+        raise EvidenceError(f"a {ev.KIND} message, not contribution evidence")
+    if (ev.member, ev.round) != (inc.member, inc.round):
+        raise EvidenceError(f"evidence about {ev.member!r} in round {ev.round}")
+    key = keys.get(ev.member)
+    if key is None:
+        raise EvidenceError(f"no identity key for {ev.member!r}")
+    contrib.check_evidence(consortium, {ev.member: VerifyKey(key)}, ev)

@@ -1,9 +1,13 @@
 """HTTP transports. The log server: a read-only C2SP tlog-tiles endpoint over a log directory
-(``guardians ledger serve``). Every response is a static resource, so any web server or CDN can
-mirror the log; the checkpoint is re-read on each request so a growing log is served live."""
+(``guardians ledger serve``), plus ``/evidence/<sha256>.cbor``, the signed evidence of rejected
+contributions the log names by digest. Every response is a static resource, so any web server
+or CDN can mirror the log; the checkpoint is re-read on each request so a growing log is served
+live."""
 
 from __future__ import annotations
 
+import re
+import stat
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Response
@@ -36,6 +40,20 @@ def ledger_app(directory: str | Path) -> FastAPI:
             return Response((d / "trust.json").read_bytes(), media_type="application/json")
         except OSError:
             raise HTTPException(404, "no trust.json") from None
+
+    @app.get("/evidence/{name}")
+    def get_evidence(name: str) -> Response:
+        if not re.fullmatch(r"[0-9a-f]{64}\.cbor", name):
+            raise HTTPException(404, "evidence is named by its SHA-256 digest")
+        path = d / "evidence" / name
+        try:
+            if not stat.S_ISREG(path.lstat().st_mode):
+                raise OSError("not a regular file")
+            data = path.read_bytes()
+        except OSError:
+            raise HTTPException(404, f"no evidence {name}") from None
+        immutable = {"Cache-Control": "public, max-age=31536000, immutable"}
+        return Response(data, media_type="application/cbor", headers=immutable)
 
     @app.get("/tile/{path:path}")
     def get_tile(path: str) -> Response:

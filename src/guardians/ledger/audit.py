@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,8 +167,11 @@ def verify_log_dir(
     state: str | Path | None = None,
     anchor: Anchor | None = None,
     identities: Mapping[str, bytes] | None = None,
+    extra: Callable[[AuditReport, Checkpoint], None] | None = None,
 ) -> AuditReport:
-    """``state``: file keeping the last accepted checkpoint ("default": one per origin, see
+    """``extra``: further checks of a higher layer (they add to the report, never raise), run
+    on the verified checkpoint before the state is written. ``state``: file keeping the last
+    accepted checkpoint ("default": one per origin, see
     :func:`default_state_path`). ``anchor``: a live contract to read the latest anchored
     checkpoint from; without it, the anchors recorded in anchor.json (if any) are checked.
     ``identities``: the members' identity keys pinned out of band (the consortium's genesis):
@@ -253,6 +256,8 @@ def verify_log_dir(
         report.model_versions = versions
         report.add("model versions included", "(undecodable)" not in kinds,
                    f"{versions} model versions proven included under the checkpoint")  # fmt: skip
+        if extra is not None:
+            extra(report, cp)
         if new_state is not None and report.ok:  # remember only what fully verified
             new_state.parent.mkdir(parents=True, exist_ok=True)
             new_state.write_text(cp.text())

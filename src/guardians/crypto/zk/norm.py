@@ -73,8 +73,8 @@ class NormStatement:
             raise ConfigError("the norm bound must be positive")
         if not 1 <= self.weight_bits <= 62:
             raise ConfigError(f"weight_bits must be in 1..62, got {self.weight_bits}")
-        if self.projections < 64 or self.projections % 8:
-            raise ConfigError("projections: a multiple of 8, at least 64 (soundness 2^-k)")
+        if not 64 <= self.projections <= 4096 or self.projections % 8:
+            raise ConfigError("projections: a multiple of 8 from 64 (soundness 2^-k) to 4096")
         # No relation may wrap around r, or "≤" over the integers would not follow.
         worst = self.dim * (2 * self.accept) ** 2 + (1 << self.slack_bits)
         if worst + self.bound_sq * self.max_weight**2 >= ORDER // 2 or self.accept >= 1 << 126:

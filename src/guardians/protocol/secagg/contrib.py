@@ -3,11 +3,11 @@ auditors).
 
 A member commits to exactly the words it feeds into secure aggregation (its weighted,
 fixed-point update, then its weight), proves ‖update‖₂ ≤ B on that commitment, signs
-(commitment, proof digest), and appends its commitment blinding as eight 32-bit limbs to the
-masked words, so the unmasked total also carries Σ blindings. The coordinator verifies every
-proof before fixing the survivor set (a bad proof excludes the member, whose masked input is
-then discarded like a dropout's), and publishes an :class:`AggregateOpening` anyone can check
-against the signed commitments.
+(commitment, proof digest, statement), and appends its commitment blinding as eight 32-bit
+limbs to the masked words, so the unmasked total also carries Σ blindings. The coordinator
+verifies every proof before fixing the survivor set (a bad proof excludes the member, whose
+masked input is then discarded like a dropout's), and publishes an :class:`AggregateOpening`
+anyone can check against the signed commitments.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class EvidenceError(GuardiansError):
 
 
 PURPOSE = "secagg/contribution"
-SIGNATURE_CONTEXT = b"secagg/contribution"
+SIGNATURE_CONTEXT = b"secagg/contribution/v2"  # v2: the statement is signed too
 
 
 def statement(dim: int, norm_bound: float, fp: FixedPoint, max_weight: int) -> norm.NormStatement:
@@ -44,7 +44,11 @@ def statement(dim: int, norm_bound: float, fp: FixedPoint, max_weight: int) -> n
     # check (which assumes clipped coordinates) also covers a malicious member's words.
     if norm_bound > fp.clip:
         raise ConfigError(f"norm bound {norm_bound} exceeds the clip range {fp.clip}")
-    return norm.NormStatement.for_update(dim, norm_bound, fp.scale_bits, max_weight)
+    stmt = norm.NormStatement.for_update(dim, norm_bound, fp.scale_bits, max_weight)
+    # Evidence carries B² as a 64-bit integer (and no such bound is meaningful in 64-bit words).
+    if stmt.bound_sq >= 1 << 63:
+        raise ConfigError(f"norm bound {norm_bound} at scale 2^{fp.scale_bits} is too large")
+    return stmt
 
 
 def proof_context(consortium: str, round: int, member: str) -> Context:
