@@ -156,20 +156,11 @@ def test_log_grows_while_served(tmp_path):
 def _log_with_a_rejection(path):
     """A witnessed log whose round 1 excluded m1 for a bad proof, its evidence beside it."""
     from guardians.engine.audit import REJECTED_CONTRIBUTION, AuditTrail, LocalWitnesses
-    from guardians.protocol.secagg.messages import MaskedInput
-    from tests.test_secagg_contrib import NAMES, Verifiable, _resign
+    from tests.test_secagg_contrib import NAMES, Verifiable, bad_proof_by
 
     wit = LocalWitnesses("c", NAMES[:5])
     keys = wit.identities
-
-    def tamper(member, msg):
-        if member == "m1" and isinstance(msg, MaskedInput):
-            proof = bytearray(msg.proof)
-            proof[-40] ^= 1
-            return _resign(keys, member, msg, proof=bytes(proof))
-        return msg
-
-    result, _ = Verifiable(keys).run(tamper)
+    result, _ = Verifiable(keys).run(bad_proof_by(keys, "m1"))
     trail = AuditTrail(path, "test.example/log", NAMES[:5])
     trail.admit({m: k.verify_key.raw for m, k in keys.items()})
     trail.record_incident(1, "m1", result.rejected["m1"], REJECTED_CONTRIBUTION,

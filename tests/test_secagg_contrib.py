@@ -198,16 +198,41 @@ def _resign(keys, member: str, msg: MaskedInput, stmt=None, **change) -> MaskedI
     return dataclasses.replace(new, signature=sig)
 
 
-def test_a_bad_proof_excludes_its_maker_and_the_rest_aggregate(keys):
-    def tamper(member, msg):
-        if member == "m1" and isinstance(msg, MaskedInput):
+def bad_proof_by(keys, who: str) -> Tamper:
+    """``who`` sends a wrong proof, validly signed (a member cheating on its own proof)."""
+
+    def tamper(member: str, msg: codec.Message) -> codec.Message:
+        if member == who and isinstance(msg, MaskedInput):
             proof = bytearray(msg.proof)
-            proof[-40] ^= 1  # the member itself sends a wrong proof (validly signed)
+            proof[-40] ^= 1
             return _resign(keys, member, msg, proof=bytes(proof))
         return msg
 
+    return tamper
+
+
+def _honest_evidence(keys) -> tuple[Verifiable, ContributionEvidence]:
+    """Evidence a framing coordinator would write: m0's own valid, signed proof."""
+    stolen = {}
+
+    def keep(member, msg):
+        if isinstance(msg, MaskedInput) and member == "m0":
+            stolen["m0"] = msg
+        return msg
+
     v = Verifiable(keys)
-    result, sends = v.run(tamper)
+    v.run(keep)
+    mi, st = stolen["m0"], v.server.statement
+    return v, ContributionEvidence(
+        round=1, member="m0", reason="made up", dim=st.dim, bound_sq=st.bound_sq,
+        weight_bits=st.weight_bits, projections=st.projections, commitment=mi.commitment,
+        proof=mi.proof, signature=mi.signature,
+    )  # fmt: skip
+
+
+def test_a_bad_proof_excludes_its_maker_and_the_rest_aggregate(keys):
+    v = Verifiable(keys)
+    result, sends = v.run(bad_proof_by(keys, "m1"))
     assert set(result.rejected) == {"m1"}
     assert "contribution proof rejected" in result.rejected["m1"]
     # The evidence is the member's own signed commitment and proof: anyone can confirm it.
@@ -374,21 +399,7 @@ def test_float32_updates_far_above_the_bound_still_prove(keys):
 
 def test_evidence_of_an_honest_proof_is_refused(keys):
     """A coordinator cannot frame an honest member: its valid proof is not evidence."""
-    stolen = {}
-
-    def keep(member, msg):
-        if isinstance(msg, MaskedInput) and member == "m0":
-            stolen["m0"] = msg
-        return msg
-
-    v = Verifiable(keys)
-    v.run(keep)
-    mi = stolen["m0"]
-    st = v.server.statement
-    ev = ContributionEvidence(round=1, member="m0", reason="made up", dim=st.dim,
-                              bound_sq=st.bound_sq, weight_bits=st.weight_bits,
-                              projections=st.projections, commitment=mi.commitment,
-                              proof=mi.proof, signature=mi.signature)  # fmt: skip
+    v, ev = _honest_evidence(keys)
     with pytest.raises(contrib.EvidenceError, match="verifies"):
         contrib.check_evidence("c", v.directory, ev)
 
@@ -419,15 +430,8 @@ def test_rejected_proof_evidence_goes_beside_the_log(keys, tmp_path):
 def test_auditors_check_the_evidence_kept_beside_the_log(keys, tmp_path):
     from guardians.engine.audit import REJECTED_CONTRIBUTION, AuditTrail, check_evidence
 
-    def tamper(member, msg):
-        if member == "m1" and isinstance(msg, MaskedInput):
-            proof = bytearray(msg.proof)
-            proof[-40] ^= 1
-            return _resign(keys, member, msg, proof=bytes(proof))
-        return msg
-
     v = Verifiable(keys)
-    result, _ = v.run(tamper)
+    result, _ = v.run(bad_proof_by(keys, "m1"))
     log = tmp_path / "log"
     trail = AuditTrail(log, "test.example/log", v.ids)
     trail.admit({m: keys[m].verify_key.raw for m in v.ids})
@@ -452,21 +456,8 @@ def test_evidence_that_an_honest_member_was_excluded_fails_the_audit(keys, tmp_p
     survives the audit: the member's own signed proof verifies."""
     from guardians.engine.audit import REJECTED_CONTRIBUTION, AuditTrail, check_evidence
 
-    stolen = {}
-
-    def keep(member, msg):
-        if isinstance(msg, MaskedInput) and member == "m0":
-            stolen["m0"] = msg
-        return msg
-
-    v = Verifiable(keys)
-    v.run(keep)
-    mi, st = stolen["m0"], v.server.statement
-    framed = codec.encode(ContributionEvidence(
-        round=1, member="m0", reason="made up", dim=st.dim, bound_sq=st.bound_sq,
-        weight_bits=st.weight_bits, projections=st.projections, commitment=mi.commitment,
-        proof=mi.proof, signature=mi.signature,
-    ))  # fmt: skip
+    v, ev = _honest_evidence(keys)
+    framed = codec.encode(ev)
     trail = AuditTrail(tmp_path / "log", "test.example/log", v.ids)
     trail.admit({m: keys[m].verify_key.raw for m in v.ids})
     trail.record_incident(1, "m0", "made up", REJECTED_CONTRIBUTION, framed)
