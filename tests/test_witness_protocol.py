@@ -195,8 +195,7 @@ def test_an_operator_listing_its_own_witness_fails_the_audit(founded):
     never attested fails the audit."""
     trail, wits = founded
     grow(trail, 2)
-    note, reqs = trail.cosign_requests()
-    trail.publish(note, cosign(wits, reqs))
+    wits.checkpoint(trail, timestamp=1)
     trust_path = trail.dir / "trust.json"
     assert verify_log_dir(trail.dir, trust=trust_path, state=None).ok
     trust = json.loads(trust_path.read_text())
@@ -245,8 +244,7 @@ def test_a_witness_serves_one_log_so_a_fork_under_a_new_origin_is_refused(founde
     members' witnesses, pinned to the first, neither attest nor cosign it."""
     trail, wits = founded
     grow(trail, 2)
-    note, reqs = trail.cosign_requests()
-    trail.publish(note, cosign(wits, reqs))
+    wits.checkpoint(trail, timestamp=1)
     fork = AuditTrail(tmp_path / "fork", "test.example/fork", MEMBERS)
     grow(fork, 3)
     for w in wits.witnesses.values():
@@ -290,8 +288,7 @@ def test_audit_refuses_unattested_duplicated_or_renamed_witnesses(founded):
 
     trail, wits = founded
     grow(trail, 2)
-    note, reqs = trail.cosign_requests()
-    trail.publish(note, cosign(wits, reqs))
+    wits.checkpoint(trail, timestamp=1)
     trust_path = trail.dir / "trust.json"
     honest = json.loads(trust_path.read_text())
 
@@ -480,8 +477,7 @@ def test_witnesses_without_a_valid_attestation_for_this_log_are_not_enrolled(tmp
 def test_pinned_genesis_identities_catch_an_operator_that_admits_its_own_keys(founded):
     trail, wits = founded
     grow(trail, 2)
-    note, reqs = trail.cosign_requests()
-    trail.publish(note, cosign(wits, reqs))
+    wits.checkpoint(trail, timestamp=1)
     trust = trail.dir / "trust.json"
     genesis = {m: k.verify_key.raw for m, k in wits.identities.items()}
 

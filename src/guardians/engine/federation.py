@@ -24,6 +24,7 @@ from guardians.engine.audit import REJECTED_CONTRIBUTION, AuditTrail
 from guardians.errors import RemoteProtocolError, RoundAbortedError
 from guardians.ledger import attestation
 from guardians.ledger.checkpoint import CheckpointError
+from guardians.ledger.note import SignedNote
 from guardians.node.coordinator import CoordinatorNode
 from guardians.node.member import WORK_CONTRIBUTION, WORK_PROVER_MASKS
 from guardians.protocol.messages import DriftReport
@@ -258,26 +259,14 @@ class Federation(ABC):
             replies = self.exchange(round, stage, sends)
             with self._timed(round, "checkpoint"):
                 for member, reply in replies:
-                    # Only witnesses asked to cosign this note (not one enrolled just now).
-                    if isinstance(reply, Cosignature) and member in reqs and member not in got:
-                        got[member] = reply
-                        continue
                     if member in late and stage == "cosign":
                         self._enrol_late(round, member, reply, key_req)
-                        continue
-                    if isinstance(reply, WitnessSize) and stage == "cosign":
-                        # The witness holds another size (a reply of ours or of its was lost):
-                        # ask once more, from there.
-                        try:
-                            req = self.audit.cosign_request(member, note, reply.size)
-                        except CheckpointError as exc:
-                            why = str(exc)
-                        else:
-                            again.append(Send(member, req))
-                            continue
+                    elif member in reqs:  # only witnesses asked to cosign this note
+                        retry = self._cosign_reply(round, stage, member, reply, note, got)
+                        again += [retry] if retry is not None else []
                     else:
-                        why = f"unexpected {reply.KIND} for a cosign request"
-                    self.incident(Incident(round, member, why, kind="witness"))
+                        self.incident(Incident(round, member, f"unexpected {reply.KIND}",
+                                               kind="witness"))  # fmt: skip
             if not again:
                 break
             sends = again
@@ -290,6 +279,27 @@ class Federation(ABC):
                 round, COORDINATOR, f"checkpoint not published: {len(got) - len(problems)} "
                 f"valid cosignatures, quorum {self.audit.quorum}", kind="checkpoint-unwitnessed",
             ))  # fmt: skip
+
+    def _cosign_reply(
+        self, round: int, stage: str, member: str, reply: Message, note: SignedNote,
+        got: dict[str, Cosignature],
+    ) -> Send | None:  # fmt: skip
+        """Keep a witness's cosignature (checked at publication) in ``got``; for a witness
+        that holds another size (a reply of ours or of its was lost), the request to send once
+        more, from there; an incident for anything else."""
+        assert self.audit is not None
+        if isinstance(reply, Cosignature) and member not in got:
+            got[member] = reply
+            return None
+        if isinstance(reply, WitnessSize) and stage == "cosign":
+            try:
+                return Send(member, self.audit.cosign_request(member, note, reply.size))
+            except CheckpointError as exc:
+                why = str(exc)
+        else:
+            why = f"unexpected {reply.KIND} for a cosign request"
+        self.incident(Incident(round, member, why, kind="witness"))
+        return None
 
     def _enrol_late(self, round: int, member: str, reply: Message, req: WitnessKeyRequest) -> None:
         assert self.audit is not None

@@ -102,11 +102,10 @@ class InProcessFederation(Federation):
         spent = time.perf_counter() - t0
         self.compute[(round, send.to, msg.KIND)] += spent
         self._free[send.to] = self._done[(round, send.to)] = done = start + spent
-        if replies is None:  # the refusal reaches the coordinator as an answer would
+        if replies is None or replies:  # a refusal reaches the coordinator as an answer would
             self._reply_at = max(self._reply_at, done)
+        if replies is None:
             return []
-        if replies:
-            self._reply_at = max(self._reply_at, done)
         out = [self.network.transmit(send.to, COORDINATOR, r) for r in replies]
         # With its replies on their way the member would be waiting: work ahead, timed apart
         # (idle/...) so a round's time can be read with or without it.

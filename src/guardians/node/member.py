@@ -257,7 +257,7 @@ class MemberNode:
         stmt = self.secagg.statement
         if stmt is None or self.secagg.stage not in (Stage.CONSISTENCY, Stage.UNMASK, Stage.DONE):
             return None
-        if self._masks is not None and self._masks.dim == stmt.dim and not self._masks.used:
+        if self._masks is not None and self._masks.fits(stmt):
             return None
         self._masks = norm.precompute_masks(stmt)
         return WORK_PROVER_MASKS

@@ -174,6 +174,10 @@ class ProverMasks:
     def used(self) -> bool:
         return self._used
 
+    def fits(self, stmt: NormStatement) -> bool:
+        """Unspent and of ``stmt``'s dimension: :meth:`take` would accept them."""
+        return not self._used and self.dim == stmt.dim
+
     def take(self, stmt: NormStatement) -> ProverMasks:
         """Mark these masks spent for a proof of ``stmt`` (refused if spent or misfitting)."""
         if self.dim != stmt.dim:

@@ -213,7 +213,7 @@ class SecAggMember:
         if self.statement is None:
             return _Contribution(words, clipped)
         masks, self.masks = self.masks, None
-        if masks is not None and (masks.used or masks.dim != self.statement.dim):
+        if masks is not None and not masks.fits(self.statement):
             masks = None
         words, commitment, proof, signature = contrib.contribute(
             self.consortium, self.round, self.member, self.identity, self.statement, words, masks
