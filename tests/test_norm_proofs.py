@@ -282,8 +282,26 @@ def test_point_and_scalar_encodings_are_strict():
     assert bls.scalar_from_bytes((bls.ORDER - 1).to_bytes(32, "little")) == bls.ORDER - 1
 
 
+@pytest.mark.parametrize("workers", [1, 3, 5])
+def test_msm_shares_over_any_number_of_cores_agree(monkeypatch, workers):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pts = bls.generators("test/msm", 21_000)  # 5 shares of 4,200 terms with 5 workers
+    rng = np.random.default_rng(5)
+    scalars = [int(a) * (2**190) + int(b) for a, b in rng.integers(0, 2**60, size=(21_000, 2))]
+    want = bls.msm(pts, scalars)
+    with ThreadPoolExecutor(workers) as pool:
+        monkeypatch.setattr(bls, "_WORKERS", workers)
+        monkeypatch.setattr(bls, "_pool", pool if workers > 1 else None)
+        assert bls._shares(len(pts)) == workers
+        assert bls.msm(pts, scalars) == want
+        # Two jobs at once, one below the split: each still sums to its own MSM.
+        a, b = bls._msm_many([(pts, bls._ark(scalars)), (pts[:100], bls._ark(scalars[:100]))])
+        assert a == want and b == bls.msm(pts[:100], scalars[:100])
+
+
 def test_msm_matches_repeated_addition():
-    pts = bls.generators("test/msm", 9000)  # above the two-thread split
+    pts = bls.generators("test/msm", 9000)  # above the split over cores
     rng = np.random.default_rng(4)
     small = rng.integers(-(2**40), 2**40, size=9000)
     big = [int(a) * (2**200) + 3 for a in small]
@@ -334,6 +352,23 @@ def test_projections_are_exact_for_large_dimensions_and_entries():
     got_z, got = scalarvec.project_with(r, scalarvec.from_ints(ints), big)
     assert got == [sum(int(v) for v in big), 2**62 - 1 + 5]
     assert got_z == [sum(ints) % bls.ORDER, (ints[0] + ints[2]) % bls.ORDER]
+
+
+def test_projections_stay_exact_at_the_float32_bound():
+    """Every byte limb at its maximum over a whole block of columns (and into a second block):
+    the largest sums the float32 products must carry exactly."""
+    n = (1 << 16) + 3
+    rows = np.ones((3, n), dtype=np.uint8)
+    rows[1, ::2] = 0
+    raw = b"\xff" * (32 * n)  # 2^256 − 1 per entry: not canonical, the worst case for limbs
+    x = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    x[::3] = np.iinfo(np.int64).max
+    got_z, got_x = scalarvec.project_with(rows, raw, x)
+    for j in range(3):
+        sel = rows[j] == 1
+        assert got_z[j] == int(sel.sum()) * (2**256 - 1) % bls.ORDER
+        assert got_x[j] == sum(int(v) for v in x[sel])
+    assert scalarvec.project(rows, raw) == got_z
 
 
 def test_contribution_bound_must_fit_the_clip_range():

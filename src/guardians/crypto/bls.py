@@ -3,14 +3,15 @@ too long for ristretto255 one scalar multiplication at a time.
 
 What this layer adds over the binding: canonical 48-byte compressed encodings that are
 rejected unless on the curve and in the prime-order subgroup; scalars as Python integers mod
-r; a multi-scalar multiplication (Pippenger, in Rust) split over two threads; and independent
-generators from RFC 9380 hash-to-curve (suite BLS12381G1_XMD:SHA-256_SSWU_RO_) of a
+r; a multi-scalar multiplication (Pippenger, in Rust) split over the machine's cores; and
+independent generators from RFC 9380 hash-to-curve (suite BLS12381G1_XMD:SHA-256_SSWU_RO_) of a
 domain-separated label and index, cached on disk because deriving 65,536 of them takes
 ≈ 20 s (the cache carries a digest and is spot-checked against the derivation on load).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import threading
@@ -89,24 +90,39 @@ def _ark_unsigned(mags: np.ndarray) -> list[_ArkScalar]:
 
 
 _pool: ThreadPoolExecutor | None = None
+# One share of an MSM per core (a server verifying a round's proofs scales with its cores),
+# none smaller than half the split size, below which the bucket work does not amortize.
+_WORKERS = max(1, min(os.cpu_count() or 1, 32))
+
+
+def _shares(n: int) -> int:
+    if _WORKERS == 1 or n < _MSM_SPLIT:
+        return 1
+    return max(1, min(_WORKERS, n // (_MSM_SPLIT // 2)))
 
 
 def _msm_many(jobs: Sequence[tuple[list[G1Point], list[_ArkScalar]]]) -> list[G1Point]:
-    """Several MSMs at once, each large one split in halves over two threads."""
+    """Several MSMs at once, each large one split into a share per core."""
     global _pool
-    if _pool is None and (os.cpu_count() or 1) >= 2:
-        _pool = ThreadPoolExecutor(2, thread_name_prefix="guardians-msm")
-    # Submit every large job's first half before computing any second half here, so the
-    # halves of all jobs overlap (the Rust MSM releases the GIL).
-    halves = []
+    if _pool is None and _WORKERS > 1:
+        _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="guardians-msm")
+    # Submit every large job's other shares before computing any last share here, so the
+    # shares of all jobs overlap (the Rust MSM releases the GIL).
+    pending = []
     for pts, sc in jobs:
-        split = len(pts) // 2 if _pool is not None and len(pts) >= _MSM_SPLIT else 0
-        fut = _pool.submit(G1Point.multiexp_unchecked, pts[:split], sc[:split]) if split else None
-        halves.append((fut, pts[split:], sc[split:]))
+        k = _shares(len(pts)) if _pool is not None else 1
+        cuts = [len(pts) * i // k for i in range(k + 1)]
+        futs = [
+            _pool.submit(G1Point.multiexp_unchecked, pts[a:b], sc[a:b])
+            for a, b in itertools.pairwise(cuts[:-1])
+        ] if _pool is not None else []  # fmt: skip
+        pending.append((futs, pts[cuts[-2] :], sc[cuts[-2] :]))
     out = []
-    for fut, pts, sc in halves:
+    for futs, pts, sc in pending:
         acc = G1Point.multiexp_unchecked(pts, sc) if pts else G1Point.identity()
-        out.append(acc + fut.result() if fut is not None else acc)
+        for f in futs:
+            acc = acc + f.result()
+        out.append(acc)
     return out
 
 
