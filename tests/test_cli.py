@@ -158,7 +158,7 @@ def test_bench_ledger_runs_and_reports_the_anchor():
 def test_bench_zk_reports_the_keys_and_a_verified_round():
     r = _run(
         "bench", "zk", "--params", "256", "--params", "512", "--round-params", "600",
-        "--members", "4", "--rounds", "2", "--json",
+        "--members", "4", "--rounds", "2", "--epochs", "2", "--batch-size", "32", "--json",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     res = json.loads(r.output)
@@ -186,6 +186,12 @@ def test_bench_zk_reports_the_keys_and_a_verified_round():
     )
     assert rnd["break_even_plaintext_round_s"] == pytest.approx(rnd["proof_added_s"] / 2)
     assert res["commitment_vs_plaintext_round"] > 0
+    assert (rnd["epochs"], rnd["batch_size"]) == (2, 32)
+    floor = rnd["msm_floor"]
+    assert floor["total_s"] == pytest.approx(
+        floor["commit_s"] + floor["verify_s"] + floor["opening_s"]
+    )
+    assert res["floor_overhead_vs_plaintext"] == rnd["floor_overhead_latency"] > 1
     assert res["anchor"]["prove_us_per_param"] == pytest.approx(60.27, abs=0.01)
 
 
@@ -194,7 +200,7 @@ def test_bench_zk_prints_its_tables():
              "--rounds", "2")  # fmt: skip
     assert r.exit_code == 0, r.output
     for text in ("Contribution proofs", "A round: 4 members", "verifiable", "latency",
-                 "Goal ≤ 3×"):  # fmt: skip
+                 "Goal ≤ 3×", "Floor of this design here"):  # fmt: skip
         assert text in r.output
 
 
