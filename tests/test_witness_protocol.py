@@ -21,6 +21,7 @@ from guardians.learning.train import TrainConfig
 from guardians.ledger import attestation
 from guardians.ledger.audit import attestation_problems, verify_log_dir
 from guardians.ledger.checkpoint import CheckpointError, TransparencyLog
+from guardians.ledger.entries import Incident as LoggedIncident
 from guardians.ledger.entries import ModelPromoted
 from guardians.ledger.note import Cosigner, SignedNote
 from guardians.ledger.store import LogStore
@@ -381,6 +382,12 @@ def test_members_witness_the_federation_log_and_a_lying_witness_is_reported(tmp_
     report = verify_log_dir(trail.dir, trust=trail.dir / "trust.json", state=None)
     assert report.ok, report.checks
     assert isinstance(trail.witnesses["m4"], WitnessKey)
+    # Every incident is on the log, the last checkpoint's own included (after that checkpoint).
+    entries = [codec.decode(e) for _, e in trail.log.store.entries(0, trail.log.store.size)]
+    on_log = [(i.round, i.member, i.kind) for i in entries if isinstance(i, LoggedIncident)]
+    assert on_log == [(i.round, i.member, i.kind) for i in fed.run_record.incidents]
+    cp = SignedNote.parse((trail.dir / "checkpoint").read_text())
+    assert int(cp.text.split("\n")[1]) < trail.log.store.size
 
 
 class ForgetfulWitness(MemberNode):

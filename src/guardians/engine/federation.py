@@ -332,4 +332,7 @@ class Federation(ABC):
         if self.audit is not None and self._logged < len(self.run_record.incidents):
             self._log_incidents()
             self._checkpoint(start + rounds - 1)
+            # What that checkpoint itself ran into (a witness that lied or stayed silent) goes
+            # on the log too, after the last checkpoint: recorded, though not yet vouched for.
+            self._log_incidents()
         return self.run_record
