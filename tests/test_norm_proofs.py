@@ -369,6 +369,16 @@ def test_projections_stay_exact_at_the_float32_bound():
         assert got_z[j] == int(sel.sum()) * (2**256 - 1) % bls.ORDER
         assert got_x[j] == sum(int(v) for v in x[sel])
     assert scalarvec.project(rows, raw) == got_z
+    # Large random bytes over more than two blocks: a block of 2^17 columns would round.
+    rng = np.random.default_rng(8)
+    n = (1 << 17) + 5
+    rows = np.ones((2, n), dtype=np.uint8)
+    raw = rng.integers(128, 256, size=32 * n, dtype=np.uint8).tobytes()  # sums above 2^24
+    ints = [int.from_bytes(raw[32 * i : 32 * i + 32], "little") for i in range(n)]
+    assert scalarvec.project(rows, raw) == [sum(ints) % bls.ORDER] * 2
+    assert 255 * scalarvec._PROJECT_BLOCK[1] < 1 << 24
+    with pytest.raises(ValueError, match="uint8"):
+        scalarvec.project(rows.astype(np.float32), raw)
 
 
 def test_contribution_bound_must_fit_the_clip_range():

@@ -233,8 +233,9 @@ def bench_round(
     return {
         "params": d,
         "members": members,
-        "epochs": epochs,
-        "batch_size": batch_size,
+        # As the coordinator sent them in every training request (not merely as asked).
+        "epochs": coord.train.epochs,
+        "batch_size": coord.train.batch_size,
         "records_per_member": int(np.mean([len(shares[m].y) for m in ids])),
         "measured_rounds": max(1, rounds - 1),
         **results,

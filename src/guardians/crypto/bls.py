@@ -90,9 +90,19 @@ def _ark_unsigned(mags: np.ndarray) -> list[_ArkScalar]:
 
 
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
 # One share of an MSM per core (a server verifying a round's proofs scales with its cores),
 # none smaller than half the split size, below which the bucket work does not amortize.
-_WORKERS = max(1, min(os.cpu_count() or 1, 32))
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on
+    except AttributeError:  # pragma: no cover - platforms without affinity
+        return os.cpu_count() or 1
+
+
+_WORKERS = max(1, min(_cores(), 32))
 
 
 def _shares(n: int) -> int:
@@ -104,8 +114,10 @@ def _shares(n: int) -> int:
 def _msm_many(jobs: Sequence[tuple[list[G1Point], list[_ArkScalar]]]) -> list[G1Point]:
     """Several MSMs at once, each large one split into a share per core."""
     global _pool
-    if _pool is None and _WORKERS > 1:
-        _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="guardians-msm")
+    with _pool_lock:
+        if _pool is None and _WORKERS > 1:
+            # The calling thread computes one share itself.
+            _pool = ThreadPoolExecutor(_WORKERS - 1, thread_name_prefix="guardians-msm")
     # Submit every large job's other shares before computing any last share here, so the
     # shares of all jobs overlap (the Rust MSM releases the GIL).
     pending = []

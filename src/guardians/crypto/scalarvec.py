@@ -4,7 +4,8 @@ in numpy instead of one Python integer at a time.
 A vector of n scalars is ``bytes`` of 32·n: each entry canonical (< r), little-endian. Viewed
 as an (n, 16) array of 16-bit limbs, products of two limbs are below 2^32, so float64 matrix
 products stay exact (below 2^53) while they sum at most 2^20 rows at a time; larger vectors
-are processed in chunks of that many rows.
+are processed in chunks of that many rows. Projections by a 0/1 matrix use byte limbs in
+float32 instead (exact while a block sums at most 2^16 columns: below 255·2^16 < 2^24).
 """
 
 from __future__ import annotations
@@ -75,11 +76,6 @@ def limbs(raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, dtype="<u2").reshape(-1, LIMBS).astype(np.float64)
 
 
-def _combine_limb_sums(sums: np.ndarray) -> int:
-    """Σₖ sums[k]·2^(16k) as an exact integer (entries are exact non-negative integers)."""
-    return sum(int(x) << (16 * k) for k, x in enumerate(sums.tolist()))
-
-
 def sum_squares(raw: bytes) -> int:
     """Σ zᵢ² mod r, from the Gram matrix of the limb columns."""
     total = 0
@@ -97,6 +93,8 @@ def sum_squares(raw: bytes) -> int:
 # limbs every block sum is below 2^8·2^16 = 2^24 in magnitude: exact in float32, whose matrix
 # products run twice as fast as float64's and need half the memory traffic.
 _PROJECT_BLOCK = (32, 1 << 16)
+if 255 * _PROJECT_BLOCK[1] >= 1 << 24:  # pragma: no cover - a guard on the constant above
+    raise AssertionError("projection blocks too wide for exact float32 sums")
 
 
 def project(rows: np.ndarray, raw: bytes) -> list[int]:
@@ -111,6 +109,10 @@ def project_with(rows: np.ndarray, raw: bytes, x: np.ndarray) -> tuple[list[int]
 
 
 def _project(rows: np.ndarray, raw: bytes, x: np.ndarray | None) -> tuple[list[int], list[int]]:
+    # Exactness rests on A being 0/1 (the callers' rows are unpacked bits; a full scan to
+    # check it would cost as much as the product's conversion).
+    if rows.dtype != np.uint8 or rows.ndim != 2:
+        raise ValueError(f"projection rows must be a 2-D uint8 0/1 matrix, not {rows.dtype}")
     k, n = rows.shape
     if len(raw) != SCALAR_BYTES * n:
         raise ValueError(f"{k} × {n} matrix and {len(raw) // SCALAR_BYTES} scalars")
