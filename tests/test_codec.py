@@ -475,7 +475,7 @@ def test_non_shortest_integer_rejected():
 
 def test_indefinite_length_rejected():
     data = codec.encode(GlobalModel(round=1, params=np.zeros(1, np.float32)))
-    assert data[0] == 0xA4  # map of 4 pairs
+    assert data[0] == 0xA7  # map of 7 pairs
     indefinite = b"\xbf" + data[1:] + b"\xff"
     assert cbor2.loads(indefinite)["round"] == 1
     reject(indefinite, "canonical")
@@ -483,8 +483,8 @@ def test_indefinite_length_rejected():
 
 def test_duplicate_keys_rejected():
     data = codec.encode(GlobalModel(round=1, params=np.zeros(1, np.float32)))
-    # append a second "round" entry: the map now claims 5 pairs
-    dup = b"\xa5" + data[1:] + b"\x65round\x01"
+    # append a second "round" entry: the map now claims 8 pairs
+    dup = b"\xa8" + data[1:] + b"\x65round\x01"
     reject(dup)
 
 

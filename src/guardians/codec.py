@@ -73,16 +73,28 @@ def message(kind: str) -> Callable[[M], M]:
 PROTECTIONS = ("plain", "masked", "ciphertext", "public")
 
 
-def array_field(dtype: str | tuple[str, ...], ndim: int = 1, *, protection: str = "plain") -> Any:
+def array_field(
+    dtype: str | tuple[str, ...],
+    ndim: int = 1,
+    *,
+    protection: str = "plain",
+    empty_default: bool = False,
+) -> Any:
     """Declare a dataclass field holding a numpy array of ``dtype`` (or one of several) and
-    ``ndim`` dimensions."""
+    ``ndim`` dimensions (``empty_default``: an empty array of the first dtype unless given; it
+    is still encoded, and required on decoding)."""
     dtypes = (dtype,) if isinstance(dtype, str) else tuple(dtype)
     for d in dtypes:
         if d not in _DTYPE_TAG:
             raise TypeError(f"unsupported array dtype {d}")
     if protection not in PROTECTIONS:
         raise TypeError(f"unknown protection {protection!r}")
-    return dataclasses.field(metadata={"dtype": dtypes, "ndim": ndim, "protection": protection})
+    meta = {"dtype": dtypes, "ndim": ndim, "protection": protection}
+    if empty_default:
+        return dataclasses.field(
+            default_factory=lambda: np.zeros((0,) * ndim, dtype=dtypes[0]), metadata=meta
+        )
+    return dataclasses.field(metadata=meta)
 
 
 def bytes_field(protection: str, *, default: Any = dataclasses.MISSING) -> Any:

@@ -157,12 +157,12 @@ class CoordinatorNode:
 
     def new_round(self, round: int) -> CoordinatorRound | SecureRound:
         selected = self.select()
-        step = {"server_step": self.server_opt.step} if self.server_opt else {}
         if self.privacy == "secagg":
             return SecureRound(
                 consortium=self.consortium, round=round, selected=selected,
                 directory=self.directory, global_params=self.params, train=self.train,
-                fixed_point=self.fixed_point, norm_bound=self.norm_bound, **step,
+                fixed_point=self.fixed_point, norm_bound=self.norm_bound,
+                server_opt=self.server_opt,
             )  # fmt: skip
         return CoordinatorRound(
             round=round,
@@ -174,7 +174,7 @@ class CoordinatorNode:
             reference=self._root_update() if isinstance(self.aggregator, FLTrust) else None,
             layers=self.model.layer_slices() if hasattr(self.model, "layer_slices") else (),
             probe=self._probe_loss if self.root is not None else None,
-            **step,
+            server_opt=self.server_opt,
         )
 
     def _rule_for(self, n: int) -> Rule | None:

@@ -86,8 +86,15 @@ class MemberNode:
         self._Z: np.ndarray | None = None
         self.global_round = -1
         self.last_loss = float("nan")
-        # A round whose aggregate failed this member's check: its global model is refused.
+        # A round whose aggregate or model failed this member's check: its model is refused.
         self.distrusted_round = -1
+        # What the model chain is checked against: the parameters this member trained from
+        # (per round), and the last global model it accepted with its server velocity.
+        self._trained_from: tuple[int, np.ndarray] | None = None
+        self._accepted: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._server_step: tuple[float, float] | None = None  # (momentum, rate), first seen
+        # A proven round's model that arrived before its opening (transports may reorder).
+        self._model_waiting: GlobalModelReceived | None = None
         # This member's witness of the consortium's log: its keys never leave this node.
         self.witness = MemberWitness(member_id, consortium, identity) if identity else None
 
@@ -121,6 +128,9 @@ class MemberNode:
         if isinstance(event, TrainingRequested):
             if event.aggregation == "plain":
                 self._refuse_plain(event.round, "model update")
+            self._no_model_waiting(event.round)
+            self._check_training_params(event)
+            self._trained_from = (event.round, event.params.copy())
             if self.external_training:
                 self.awaiting = event  # the transport trains and calls take_external_update
                 return []
@@ -132,16 +142,38 @@ class MemberNode:
             delta, samples, loss = self.local_update(event)
             return self._submit(event, delta, samples, loss)
         if isinstance(event, GlobalModelReceived):
-            if event.round == self.distrusted_round:
-                raise RemoteProtocolError(
-                    f"coordinator → {self.id}: refusing the global model of round {event.round}: "
-                    "its aggregate did not open the contributors' commitments",
-                    peer="coordinator",
-                )
-            self.model.set_params(event.params)
-            self.global_round = event.round
-            return [self.drift_report(event.round)] if self._Z is not None else []
+            return self._adopt(event)
         raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
+
+    def _adopt(self, event: GlobalModelReceived) -> list[Message]:
+        """Check the round's model (:meth:`_check_global_model`) and take it; in a proven
+        round this member contributed to, only once its opening has verified."""
+        self._no_model_waiting(event.round)
+        sa = self.secagg
+        if (sa is not None and sa.round == event.round and sa.statement is not None
+                and sa.contributed and sa.verified_total is None
+                and event.round != self.distrusted_round):  # fmt: skip
+            self._model_waiting = event
+            return []
+        if event.round == self.distrusted_round:
+            raise self._remote(f"refusing the global model of round {event.round}: its aggregate "
+                               "or its opening failed this member's check")  # fmt: skip
+        try:
+            self._check_global_model(event)
+        except RemoteProtocolError:
+            self.distrusted_round = event.round
+            raise
+        self.model.set_params(event.params)
+        self.global_round = event.round
+        self._accepted = (event.round, event.params.copy(), event.velocity.copy())
+        return [self.drift_report(event.round)] if self._Z is not None else []
+
+    def _no_model_waiting(self, round: int) -> None:
+        """A new round while a proven round's model still waits for its opening: the opening
+        never came, so that model is refused (and not trained from)."""
+        waiting, self._model_waiting = self._model_waiting, None
+        if waiting is not None and waiting.round < round:
+            self.distrusted_round = max(self.distrusted_round, waiting.round)
 
     def _submit(
         self, event: TrainingRequested, delta: np.ndarray, samples: int, loss: float
@@ -194,6 +226,74 @@ class MemberNode:
             flag_rate=float(np.mean(pred)) if len(y) else 0.0,
         )  # fmt: skip
 
+    # --- the model chain: what the coordinator publishes must follow from what was verified ---
+    def _remote(self, text: str) -> RemoteProtocolError:
+        return RemoteProtocolError(f"coordinator → {self.id}: {text}", peer="coordinator")
+
+    def _check_training_params(self, event: TrainingRequested) -> None:
+        """Train only from the model this member last accepted when it directly precedes the
+        round, and never from one it refused."""
+        acc = self._accepted
+        last_good = acc[0] if acc is not None else -1
+        if acc is not None and acc[0] == event.round - 1:
+            if not np.array_equal(event.params, acc[1]):
+                raise self._remote(f"round {event.round} trains from other parameters than the "
+                                   f"global model of round {acc[0]}")  # fmt: skip
+        elif self.distrusted_round > last_good and (
+            acc is None or not np.array_equal(event.params, acc[1])
+        ):
+            raise self._remote(
+                f"round {event.round} does not train from the last model this member accepted "
+                f"(it refused round {self.distrusted_round}'s)"
+            )
+
+    def _check_global_model(self, event: GlobalModelReceived) -> None:
+        """In a round with contribution proofs this member contributed to, the model must be
+        the server step applied to the opened aggregate it verified: a coordinator that
+        withholds the opening, or publishes another model than the one the aggregate gives,
+        is refused. Momentum and server rate are pinned at first sight; the velocity is
+        checked against the one this member accepted with the previous round's model."""
+        step = (event.server_momentum, event.server_lr)
+        if self._server_step is None:
+            self._server_step = step
+        elif step != self._server_step:
+            raise self._remote(f"round {event.round} changes the server step to {step}, "
+                               f"from {self._server_step}")  # fmt: skip
+        sa = self.secagg
+        if sa is None or sa.round != event.round or sa.statement is None or not sa.contributed:
+            return  # nothing this member could check: it did not contribute to a proven round
+        if sa.verified_total is None:
+            raise self._remote(f"global model of round {event.round} without the opening of "
+                               "the aggregate this member contributed to")  # fmt: skip
+        trained = self._trained_from
+        if trained is None or trained[0] != event.round:
+            raise LocalProtocolError(f"{self.id}: no record of round {event.round}'s parameters")
+        prev = trained[1]
+        mean, _ = sa.fixed_point.decode_sum(sa.verified_total)
+        delta = mean.astype(np.float32)
+        beta, lr = step
+        if event.velocity.size == 0:
+            if step != (0.0, 1.0):
+                raise self._remote("a server step with momentum or a rate but no velocity")
+            want = (prev + delta).astype(np.float32)
+        else:
+            acc = self._accepted
+            if acc is not None and acc[0] == event.round - 1 and acc[2].size:
+                v_prev: np.ndarray | None = acc[2]
+            elif acc is None and event.round == 1:
+                v_prev = np.zeros_like(delta)  # the server velocity starts at zero
+            else:
+                v_prev = None  # a round this member did not see: its velocity is taken as sent
+            if v_prev is not None:
+                v = (beta * v_prev + delta).astype(np.float32)
+                if not np.array_equal(event.velocity, v):
+                    raise self._remote(f"the server velocity of round {event.round} is not "
+                                       "the step from the opened aggregate")  # fmt: skip
+            want = (prev + lr * event.velocity).astype(np.float32)
+        if not np.array_equal(event.params, want):
+            raise self._remote(f"the global model of round {event.round} is not the server step "
+                               "applied to the opened aggregate")  # fmt: skip
+
     def _refuse_plain(self, round: int, what: str) -> None:
         if self.require_secure:
             raise RemoteProtocolError(
@@ -238,11 +338,17 @@ class MemberNode:
                 f"coordinator → {self.id}: {msg.KIND} outside a secure round", peer="coordinator"
             )
         try:
-            return self.secagg.receive(msg)
+            replies = self.secagg.receive(msg)
         except RemoteProtocolError:
             if isinstance(msg, AggregateOpening):
                 self.distrusted_round = msg.round
+                self._model_waiting = None
             raise
+        waiting = self._model_waiting
+        if isinstance(msg, AggregateOpening) and waiting is not None and waiting.round == msg.round:
+            self._model_waiting = None
+            replies = [*replies, *self._adopt(waiting)]
+        return replies
 
     def idle(self) -> str | None:
         """Work ahead of the next message, for a transport with idle time (its replies in

@@ -101,13 +101,23 @@ class ModelUpdate(Message):
 @message("fl/global-model")
 @dataclass(frozen=True, eq=False)
 class GlobalModel(Message):
-    """Coordinator → every member: the new global model after a round."""
+    """Coordinator → every member: the new global model after a round, and how the server
+    step made it from the round's mean update Δ (FedAvgM: v ← β·v + Δ, w ← w + lr·v; plain
+    FedAvg is β = 0, lr = 1 with no velocity sent), so that a member holding the round's
+    opened aggregate can recompute it."""
 
     round: int
     params: np.ndarray = array_field("float32")
+    velocity: np.ndarray = array_field("float32", empty_default=True)
+    server_momentum: float = 0.0
+    server_lr: float = 1.0
 
     def __post_init__(self) -> None:
         _nonneg(round=self.round)
+        if not (0.0 <= self.server_momentum < 1.0 and 0.0 < self.server_lr < 1e6):
+            raise ValueError("server momentum must be in [0, 1) and its rate positive")
+        if self.velocity.size and self.velocity.shape != self.params.shape:
+            raise ValueError("the server velocity must match the parameters")
 
 
 @message("fl/drift-report")

@@ -29,6 +29,7 @@ import numpy as np
 from guardians.codec import Message
 from guardians.errors import LocalProtocolError, RemoteProtocolError, RoundAbortedError
 from guardians.learning.aggregate import FedAvg, Rule
+from guardians.learning.aggregate.momentum import ServerMomentum
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
 from guardians.protocol.messages import (
@@ -229,6 +230,16 @@ def _apply_delta(params: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return (params + delta).astype(np.float32)
 
 
+def global_model(round: int, params: np.ndarray, server_opt: ServerMomentum | None) -> GlobalModel:
+    """The round's model with the server step that made it (see :class:`GlobalModel`)."""
+    if server_opt is None:
+        return GlobalModel(round=round, params=params)
+    v = server_opt.velocity
+    return GlobalModel(round=round, params=params,
+                       velocity=v if v is not None else np.zeros_like(params),
+                       server_momentum=server_opt.beta, server_lr=server_opt.lr)  # fmt: skip
+
+
 @dataclass(frozen=True, eq=False)
 class RoundResult:
     round: int
@@ -269,6 +280,7 @@ class CoordinatorRound(_Collector):
         train: TrainConfig,
         min_updates: int | None = None,
         server_step: ServerStep = _apply_delta,
+        server_opt: ServerMomentum | None = None,
         max_samples: int = 1 << 40,
         rule: Rule | None = None,
         reference: np.ndarray | None = None,
@@ -288,7 +300,8 @@ class CoordinatorRound(_Collector):
         self.reference = reference
         self.layers = tuple(layers)
         self.probe = probe
-        self.server_step = server_step
+        self.server_opt = server_opt
+        self.server_step = server_opt.step if server_opt is not None else server_step
         self.max_samples = max_samples
 
     def start(self) -> list[Send]:
@@ -387,7 +400,7 @@ class CoordinatorRound(_Collector):
             scores=scores,
             update_stats=stats,
         )
-        gm = GlobalModel(round=self.round, params=params)
+        gm = global_model(self.round, params, self.server_opt)
         return result, [Send(m, gm) for m in recipients]
 
 
@@ -416,6 +429,9 @@ class TrainingRequested:
 class GlobalModelReceived:
     round: int
     params: np.ndarray
+    velocity: np.ndarray  # empty: plain FedAvg
+    server_momentum: float = 0.0
+    server_lr: float = 1.0
 
 
 MemberEvent = StatsRequested | StandardizerReceived | TrainingRequested | GlobalModelReceived
@@ -487,9 +503,12 @@ class MemberSession:
                     f"{max(self._last_global, self._last_round)} (stale or replayed)"
                 )
             self._check_vector(msg.params, self.n_params, "global model")
+            if msg.velocity.size:
+                self._check_vector(msg.velocity, self.n_params, "server velocity")
             self._last_global = msg.round
             self._last_round = max(self._last_round, msg.round)
-            return GlobalModelReceived(msg.round, msg.params)
+            return GlobalModelReceived(msg.round, msg.params, msg.velocity, msg.server_momentum,
+                                       msg.server_lr)  # fmt: skip
         raise self._remote(f"unexpected message {msg.KIND}")
 
     def stats_report(self, round: int, stats: FeatureStats) -> StatsReport:

@@ -20,6 +20,11 @@ class ServerMomentum:
         self.lr = lr
         self._v: np.ndarray | None = None
 
+    @property
+    def velocity(self) -> np.ndarray | None:
+        """v after the last step (None before the first)."""
+        return None if self._v is None else self._v.copy()
+
     def step(self, params: np.ndarray, delta: np.ndarray) -> np.ndarray:
         if self._v is None or self._v.shape != delta.shape:
             self._v = np.zeros_like(delta, dtype=np.float32)

@@ -158,6 +158,10 @@ class SecAggMember:
         self._contribution_error: GuardiansError | None = None
         # The checked aggregate (update sum, then weight sum) once an opening verified.
         self.verified_total: np.ndarray | None = None
+        # The survivor and dropped sets this member signed, and whether it answered an unmask
+        # request as a survivor: its update is in the aggregate, so an opening is owed to it.
+        self._view: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+        self.contributed = False
 
     # --- helpers ------------------------------------------------------------------------------
     def _remote(self, text: str) -> RemoteProtocolError:
@@ -478,6 +482,7 @@ class SecAggMember:
                 pair_owners.append(u)
                 pair_shares.append(self._received[u].pair_shares)
         self.stage = Stage.DONE  # answered once: a second request could ask for the other half
+        self.contributed = self.member in survivors
         return [UnmaskReply(round=self.round, self_owners=tuple(self_owners),
                             self_shares=tuple(self_shares), pair_owners=tuple(pair_owners),
                             pair_shares=tuple(pair_shares))]  # fmt: skip
@@ -489,9 +494,13 @@ class SecAggMember:
             raise self._remote(f"unexpected aggregate opening in stage {self.stage.value}")
         if msg.round != self.round:
             raise self._remote(f"aggregate opening for round {msg.round} (stale or replayed)")
+        if not self.contributed or self._view is None:
+            raise self._remote("an aggregate opening for a round this member did not contribute to")
         if msg.contributors != self._view[0]:
             raise self._remote("aggregate opening names other contributors than the survivors "
                                "this member signed")  # fmt: skip
+        if len(msg.commitments) != len(msg.contributors):
+            raise self._remote("aggregate opening has a commitment list of another length")
         mine = msg.commitments[msg.contributors.index(self.member)]
         if mine != self._commitment:
             raise self._remote("aggregate opening carries a commitment this member never made")

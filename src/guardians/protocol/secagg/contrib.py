@@ -173,6 +173,8 @@ def check_evidence(
     key = directory.get(ev.member)
     if key is None:
         raise EvidenceError(f"no identity key for {ev.member!r}")
+    if not 0 <= ev.round < 1 << 63:
+        raise EvidenceError(f"evidence names round {ev.round}, not a round number")
     try:
         stmt = evidence_statement(ev)
     except ConfigError as exc:

@@ -28,10 +28,11 @@ from guardians.errors import (
     RemoteProtocolError,
     RoundAbortedError,
 )
+from guardians.learning.aggregate.momentum import ServerMomentum
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
-from guardians.protocol.messages import GlobalModel, StatsRequest, StatsResult, TrainInstruction
-from guardians.protocol.round import RoundResult, Send, ServerStep, _apply_delta
+from guardians.protocol.messages import StatsRequest, StatsResult, TrainInstruction
+from guardians.protocol.round import RoundResult, Send, ServerStep, _apply_delta, global_model
 from guardians.protocol.secagg import contrib
 from guardians.protocol.secagg.client import (
     advertise_payload,
@@ -89,6 +90,7 @@ class SecureRound:
         degree: int | None = None,
         threshold: int | None = None,
         server_step: ServerStep = _apply_delta,
+        server_opt: ServerMomentum | None = None,
         max_weight: int = 1 << 24,
         purpose: str = "train",
         norm_bound: float | None = None,
@@ -122,7 +124,8 @@ class SecureRound:
                 "and not exceed it"
             )
         self.graph = neighbourhoods(consortium, round, self.selected, self.degree)
-        self.server_step = server_step
+        self.server_opt = server_opt
+        self.server_step = server_opt.step if server_opt is not None else server_step
         self.n_features = self.global_params.shape[0]
         self.dim = 1 + 2 * self.n_features if purpose == "stats" else self.n_features
         self.norm_bound = float(norm_bound or 0.0)
@@ -497,7 +500,7 @@ class SecureRound:
             if self.opening
             else b"",
         )
-        gm = GlobalModel(round=self.round, params=params)
+        gm = global_model(self.round, params, self.server_opt)
         sends = [Send(m, self.opening) for m in self.opening.contributors] if self.opening else []
         return result, sends + [Send(m, gm) for m in recipients]
 

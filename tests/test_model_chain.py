@@ -1,0 +1,187 @@
+"""Members adopt a proven round's model only as the server step applied to the aggregate whose
+opening they verified, and train only from the model they accepted."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from guardians import codec
+from guardians.crypto.sign import SigningKey
+from guardians.errors import RemoteProtocolError
+from guardians.learning.aggregate.momentum import ServerMomentum
+from guardians.learning.data import Dataset
+from guardians.learning.models import build_model
+from guardians.learning.train import TrainConfig
+from guardians.node.member import MemberNode
+from guardians.protocol.messages import GlobalModel, TrainInstruction
+from guardians.protocol.round import Send
+from guardians.protocol.secagg.messages import AggregateOpening
+from guardians.protocol.secagg.quantize import FixedPoint
+from guardians.protocol.secagg.server import SecureRound
+
+IDS = ("m1", "m2", "m3", "m4")
+NF = 5
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, SigningKey]:
+    return {m: SigningKey.generate() for m in IDS}
+
+
+def wire(msg: codec.Message) -> codec.Message:
+    return codec.decode(codec.encode(msg))
+
+
+def _data() -> Dataset:
+    X = np.zeros((4, NF), np.float32)
+    g = np.array(["a"] * 4)
+    return Dataset("t", X, np.array([0, 1, 0, 1]), ("a", "b"), tuple(f"f{i}" for i in range(NF)),
+                   g, g)  # fmt: skip
+
+
+class Consortium:
+    """Four members (updates supplied from outside) and a coordinator with FedAvgM."""
+
+    def __init__(self, keys: dict[str, SigningKey], momentum: float | None = 0.9) -> None:
+        self.directory = {m: k.verify_key for m, k in keys.items()}
+        self.nodes = {
+            m: MemberNode(m, _data(), build_model("logreg", NF, 2), np.random.default_rng(i),
+                          identity=keys[m], directory=self.directory, consortium="chain",
+                          external_training=True)
+            for i, m in enumerate(IDS)
+        }  # fmt: skip
+        self.n = self.nodes["m1"].model.n_params
+        self.params = np.zeros(self.n, np.float32)
+        self.opt = ServerMomentum(momentum) if momentum is not None else None
+        self.rng = np.random.default_rng(7)
+
+    def deliver(self, srv: SecureRound, sends: list[Send], rnd: int) -> None:
+        for s in sends:
+            out = self.nodes[s.to].handle(wire(s.message))
+            if isinstance(s.message, TrainInstruction):
+                step = self.rng.normal(0, 0.01, self.n).astype(np.float32)
+                out = self.nodes[s.to].take_external_update(rnd, s.message.params + step, 10, 0.1)
+            for r in out:
+                srv.receive(s.to, wire(r))
+
+    def round(self, rnd: int, selected: tuple[str, ...] = IDS) -> list[Send]:
+        """Run a proven round up to its final sends (openings, then models), undelivered."""
+        srv = SecureRound(consortium="chain", round=rnd, selected=selected,
+                          directory=self.directory, global_params=self.params,
+                          train=TrainConfig(), fixed_point=FixedPoint(scale_bits=16),
+                          max_weight=1000, norm_bound=1.0, server_opt=self.opt)  # fmt: skip
+        self.deliver(srv, srv.start(), rnd)
+        while (sends := srv.advance()) is not None:
+            self.deliver(srv, sends, rnd)
+        result, sends = srv.finish(IDS)
+        assert result.verified
+        self.params = result.params
+        return sends
+
+    def hand(self, sends: list[Send], members: tuple[str, ...] = IDS) -> None:
+        for s in sends:
+            if s.to in members:
+                self.nodes[s.to].handle(wire(s.message))
+
+
+def _model(sends: list[Send]) -> GlobalModel:
+    return next(s.message for s in sends if isinstance(s.message, GlobalModel))
+
+
+def _swap_model(sends: list[Send], gm: GlobalModel) -> list[Send]:
+    return [Send(s.to, gm) if isinstance(s.message, GlobalModel) else s for s in sends]
+
+
+@pytest.mark.parametrize("momentum", [None, 0.9])
+def test_honest_rounds_are_adopted_by_every_member(keys, momentum):
+    c = Consortium(keys, momentum)
+    for rnd in (1, 2, 3):
+        sends = c.round(rnd)
+        c.hand(sends)
+        for node in c.nodes.values():
+            assert node.global_round == rnd
+            assert np.array_equal(node.model.get_params(), c.params)
+    gm = _model(sends)
+    assert (gm.velocity.size > 0) == (momentum is not None)
+
+
+def test_a_model_that_is_not_the_step_from_the_opened_aggregate_is_refused(keys):
+    c = Consortium(keys)
+    sends = c.round(1)
+    gm = _model(sends)
+    lie = dataclasses.replace(gm, params=gm.params + np.float32(0.5))
+    c.hand([s for s in sends if isinstance(s.message, AggregateOpening)])
+    node = c.nodes["m2"]
+    with pytest.raises(RemoteProtocolError, match="not the server step"):
+        node.handle(wire(lie))
+    assert node.global_round == -1 and node.distrusted_round == 1
+    # ... and it will not train from that model in the next round either.
+    with pytest.raises(RemoteProtocolError, match="does not train from the last model"):
+        c.round(2)
+
+
+def test_a_velocity_that_is_not_the_momentum_step_is_refused(keys):
+    c = Consortium(keys)
+    c.hand(c.round(1))
+    sends = c.round(2)
+    gm = _model(sends)
+    # A consistent-looking lie: another velocity, and the parameters it would give.
+    v = gm.velocity + np.float32(0.25)
+    prev = c.nodes["m1"].model.get_params()
+    lie = dataclasses.replace(gm, velocity=v, params=(prev + gm.server_lr * v).astype(np.float32))
+    with pytest.raises(RemoteProtocolError, match="server velocity"):
+        c.hand(_swap_model(sends, lie), ("m1",))
+    c.hand(sends, ("m2",))  # the honest model is still taken
+    assert c.nodes["m2"].global_round == 2
+
+
+def test_a_withheld_opening_leaves_the_model_unadopted_and_untrained_from(keys):
+    c = Consortium(keys)
+    sends = c.round(1)
+    c.hand([s for s in sends if isinstance(s.message, GlobalModel)])
+    for node in c.nodes.values():
+        assert node.global_round == -1  # waiting for the opening that never comes
+    with pytest.raises(RemoteProtocolError, match="does not train from the last model"):
+        c.round(2)
+
+
+def test_an_opening_arriving_after_the_model_completes_the_adoption(keys):
+    c = Consortium(keys)
+    sends = c.round(1)
+    models = [s for s in sends if isinstance(s.message, GlobalModel)]
+    openings = [s for s in sends if isinstance(s.message, AggregateOpening)]
+    c.hand(models + openings)  # reordered in transit
+    for node in c.nodes.values():
+        assert node.global_round == 1
+        assert np.array_equal(node.model.get_params(), c.params)
+
+
+def test_a_changed_server_step_is_refused(keys):
+    c = Consortium(keys)
+    c.hand(c.round(1))
+    sends = c.round(2)
+    lie = dataclasses.replace(_model(sends), server_momentum=0.5)
+    with pytest.raises(RemoteProtocolError, match="changes the server step"):
+        c.hand(_swap_model(sends, lie), ("m3",))
+
+
+def test_training_from_another_model_than_the_one_published_is_refused(keys):
+    c = Consortium(keys)
+    c.hand(c.round(1))
+    c.params = c.params + np.float32(1.0)  # the coordinator trains from something else
+    with pytest.raises(RemoteProtocolError, match="trains from other parameters"):
+        c.round(2)
+
+
+def test_a_member_that_did_not_contribute_takes_the_model_unchecked(keys):
+    c = Consortium(keys)
+    sends = c.round(1, selected=("m1", "m2", "m3"))
+    gm = _model(sends)
+    lie = dataclasses.replace(gm, params=gm.params + np.float32(0.5))
+    c.hand([Send("m4", lie)])  # it holds no opening to check against
+    assert c.nodes["m4"].global_round == 1
+    c.hand([s for s in sends if s.to != "m4"])
+    assert all(c.nodes[m].global_round == 1 for m in ("m1", "m2", "m3"))
