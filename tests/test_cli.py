@@ -276,6 +276,77 @@ def test_zk_attribute_commit_prove_verify(tmp_path):
     assert r.exit_code == 1 and "INVALID" in r.output
     proof.write_text("{not json")
     assert _run("zk", "verify", "--proof", str(proof)).exit_code == 2
+    # The opening of a published commitment is never overwritten.
+    before = secret.read_text()
+    r = _run("zk", "commit", "--value", "1", "--secret", str(secret))
+    assert r.exit_code == 2 and "exists" in r.output and secret.read_text() == before
+
+
+def test_zk_verify_refuses_bounds_that_would_wrap_around_the_group_order(tmp_path):
+    """A hand-made proof of "value ≥ ℓ + 5" for a commitment to 7: the range proof itself
+    checks out (ℓ + 5 ≡ 5), so only the bound's own range keeps it from verifying."""
+    from guardians.crypto.commit import G, commit
+    from guardians.crypto.group import ORDER, Scalar
+    from guardians.crypto.zk.bulletproofs import prove_range
+    from guardians.crypto.zk.sigma import Context
+
+    r = Scalar.random()
+    c = commit(Scalar.of(7), r)
+    low = ORDER + 5
+    ctx = Context("guardians", 0, "member", f"attribute/ge/{low}/32")
+    pf = prove_range(ctx, c - G * Scalar.of(low), 2, r, 32)
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps({
+        "commitment": c.to_bytes().hex(), "predicate": {"ge": low, "le": None, "bits": 32},
+        "context": {"consortium": "guardians", "round": 0, "member": "member",
+                    "purpose": "attribute"},
+        "proof": pf.hex(),
+    }))  # fmt: skip
+    r = _run("zk", "verify", "--proof", str(forged))
+    flat = " ".join(r.output.split())
+    assert r.exit_code == 2 and "lower bound must be an integer in [0, 2^32)" in flat
+    assert "VALID" not in r.output
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda d: d["context"].update(round="0"), "'round' must be int"),
+        (lambda d: d["context"].update(round=-1), "round must be in"),
+        (lambda d: d["context"].update(member=None), "'member' must be str"),
+        (lambda d: d["predicate"].update(ge=10.0), "'ge' must be int"),
+        (lambda d: d["predicate"].update(bits=7), "bits must be one of"),
+        (lambda d: d["context"].update(extra=1), "the context names"),
+        (lambda d: d.update(proof="zz"), "non-hexadecimal"),
+    ],
+)
+def test_zk_verify_names_what_is_malformed(tmp_path, change, needle):
+    secret, proof = tmp_path / "s.json", tmp_path / "p.json"
+    assert _run("zk", "commit", "--value", "20", "--secret", str(secret)).exit_code == 0
+    r = _run("zk", "prove", "--secret", str(secret), "--ge", "18", "--bits", "8",
+             "--out", str(proof))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    d = json.loads(proof.read_text())
+    change(d)
+    proof.write_text(json.dumps(d))
+    r = _run("zk", "verify", "--proof", str(proof))
+    flat = " ".join(r.output.split())
+    assert r.exit_code == 2 and "malformed proof file" in flat and needle in flat
+    assert "Traceback" not in r.output
+
+
+def test_zk_prove_names_what_is_wrong_with_the_opening(tmp_path):
+    secret, proof = tmp_path / "s.json", tmp_path / "p.json"
+    for text, needle in (("[1, 2]", "has no 'commitment'"),
+                         ('{"value": Infinity}', "not valid JSON"),
+                         ("", "not valid JSON")):  # fmt: skip
+        secret.write_text(text)
+        r = _run("zk", "prove", "--secret", str(secret), "--ge", "1", "--out", str(proof))
+        assert r.exit_code == 2 and needle in " ".join(r.output.split()), r.output
+    assert _run("zk", "commit", "--value", "5", "--secret", str(tmp_path / "t.json")).exit_code == 0
+    r = _run("zk", "prove", "--secret", str(tmp_path / "t.json"), "--ge", "1",
+             "--out", str(tmp_path))  # fmt: skip
+    assert r.exit_code == 2 and "cannot write" in " ".join(r.output.split())
 
 
 def test_demo_refuses_an_incoherent_rule_before_training():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import shlex
 import shutil
 import sys
@@ -1126,6 +1127,13 @@ def _ctx_options(
 ) -> Any:  # the Context type lives in the crypto layer, imported lazily
     from guardians.crypto.zk.sigma import Context
 
+    if not 0 <= round < 1 << 63:
+        raise ConfigError(f"the context's round must be in [0, 2^63), not {round}")
+    for name, text in (("consortium", consortium), ("member", member), ("purpose", purpose)):
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ConfigError(f"the context's {name} is not valid text") from None
     return Context(consortium, round, member, purpose)
 
 
@@ -1136,16 +1144,56 @@ def zk_commit(
         Path, typer.Option(help="Where to keep the opening (value, blinding): private to you.")
     ],
 ) -> None:
-    """Commit to an attribute. Prints the commitment (public) and writes the opening (private)."""
+    """Commit to an attribute. Prints the commitment (public) and writes the opening (private,
+    created anew: an existing file is never overwritten, as its blinding would be lost)."""
     from guardians.crypto.commit import commit
     from guardians.crypto.group import Scalar
 
+    if not 0 <= value < 1 << 64:
+        raise _fail(ConfigError(f"the attribute must be an integer in [0, 2^64), not {value}"))
     r = Scalar.random()
     c = commit(Scalar.of(value), r)
-    secret.write_text(json.dumps({"value": value, "blinding": r.to_bytes().hex(),
-                                  "commitment": c.to_bytes().hex()}) + "\n")  # fmt: skip
-    secret.chmod(0o600)
+    text = json.dumps({"value": value, "blinding": r.to_bytes().hex(),
+                       "commitment": c.to_bytes().hex()}) + "\n"  # fmt: skip
+    try:
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise _fail(ConfigError(f"{secret} exists: it may hold the opening of a published "
+                                "commitment; choose another path")) from None  # fmt: skip
+    except OSError as exc:
+        raise _fail(ConfigError(f"cannot create {secret}: {exc.strerror}")) from None
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     out.print(c.to_bytes().hex())
+
+
+def _json_file(path: Path, what: str) -> Any:
+    """A small JSON file (a proof or an opening), strictly: no NaN or infinities."""
+
+    def no_constants(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    try:
+        if not path.is_file():
+            raise ConfigError(f"{what} {path} is not a regular file")
+        if path.stat().st_size > 1 << 20:
+            raise ConfigError(f"{what} {path} is over 1 MiB")
+        return json.loads(path.read_text(), parse_constant=no_constants)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"{what} {path} is not valid JSON: {exc}") from None
+
+
+def _field(obj: Any, key: str, kind: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(obj, dict) or key not in obj:
+        raise ConfigError(f"{what} has no {key!r}")
+    v = obj[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if (isinstance(v, bool) and bool not in kinds) or not isinstance(v, kinds):
+        raise ConfigError(f"{what}: {key!r} must be {' or '.join(k.__name__ for k in kinds)}, "
+                          f"not {type(v).__name__}")  # fmt: skip
+    return v
 
 
 @zk_app.command("prove")
@@ -1165,23 +1213,27 @@ def zk_prove(
     from guardians.crypto.zk.predicates import Predicate, prove_predicate
 
     try:
-        s = json.loads(secret.read_text())
-        c = Point.from_bytes(bytes.fromhex(s["commitment"]))
+        s = _json_file(secret, "opening")
+        c = Point.from_bytes(bytes.fromhex(_field(s, "commitment", str, "opening")))
+        value = _field(s, "value", int, "opening")
+        blinding = Scalar.from_bytes(bytes.fromhex(_field(s, "blinding", str, "opening")))
         pred = Predicate(low=ge, high=le, bits=bits)
         ctx = _ctx_options(consortium, round, member, purpose)
-        proof = prove_predicate(ctx, c, int(s["value"]), Scalar.from_bytes(
-            bytes.fromhex(s["blinding"])), pred)  # fmt: skip
-    except (OSError, ValueError, KeyError) as exc:
-        console.print(f"[bold red]error:[/] {type(exc).__name__}: {exc}")
-        raise typer.Exit(code=2) from None
+        proof = prove_predicate(ctx, c, value, blinding, pred)
+    except ValueError as exc:
+        raise _fail(ConfigError(str(exc))) from None
     except GuardiansError as exc:
         raise _fail(exc) from None
-    out_path.write_text(json.dumps({
+    text = json.dumps({
         "commitment": c.to_bytes().hex(), "predicate": {"ge": ge, "le": le, "bits": bits},
         "context": {"consortium": consortium, "round": round, "member": member,
                     "purpose": purpose},
         "proof": proof.hex(),
-    }, indent=2) + "\n")  # fmt: skip
+    }, indent=2) + "\n"  # fmt: skip
+    try:
+        out_path.write_text(text)
+    except OSError as exc:
+        raise _fail(ConfigError(f"cannot write {out_path}: {exc.strerror}")) from None
     out.print(f"proved {pred.describe()} ({len(proof)} bytes) → {out_path}")
 
 
@@ -1194,15 +1246,25 @@ def zk_verify(
     from guardians.crypto.zk.predicates import Predicate, verify_predicate
 
     try:
-        d = json.loads(proof_path.read_text())
-        c = Point.from_bytes(bytes.fromhex(d["commitment"]))
-        p = d["predicate"]
-        pred = Predicate(low=p["ge"], high=p["le"], bits=int(p["bits"]))
-        ctx = _ctx_options(**d["context"])
-        verify_predicate(ctx, c, pred, bytes.fromhex(d["proof"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        console.print(f"[bold red]error:[/] malformed proof file: {type(exc).__name__}: {exc}")
+        d = _json_file(proof_path, "proof file")
+        c = Point.from_bytes(bytes.fromhex(_field(d, "commitment", str, "proof file")))
+        p = _field(d, "predicate", dict, "proof file")
+        bounds = [None if p.get(k) is None else _field(p, k, int, "predicate")
+                  for k in ("ge", "le")]  # fmt: skip
+        pred = Predicate(low=bounds[0], high=bounds[1], bits=_field(p, "bits", int, "predicate"))
+        cx = _field(d, "context", dict, "proof file")
+        if set(cx) != {"consortium", "round", "member", "purpose"}:
+            raise ConfigError("proof file: the context names consortium, round, member, purpose")
+        ctx = _ctx_options(
+            _field(cx, "consortium", str, "context"), _field(cx, "round", int, "context"),
+            _field(cx, "member", str, "context"), _field(cx, "purpose", str, "context"),
+        )  # fmt: skip
+        proof = bytes.fromhex(_field(d, "proof", str, "proof file"))
+    except (ValueError, GuardiansError) as exc:
+        console.print(f"[bold red]error:[/] malformed proof file: {exc}")
         raise typer.Exit(code=2) from None
+    try:
+        verify_predicate(ctx, c, pred, proof)
     except GuardiansError as exc:
         out.print(f"[bold red]INVALID[/]: {exc}")
         raise typer.Exit(code=1) from None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from guardians.crypto.commit import G
 from guardians.crypto.group import Point, Scalar
-from guardians.crypto.zk.bulletproofs import proof_size, prove_range, verify_range
+from guardians.crypto.zk.bulletproofs import BIT_SIZES, proof_size, prove_range, verify_range
 from guardians.crypto.zk.sigma import Context, FalseStatementError, ProofVerificationError
 
 
@@ -34,6 +34,16 @@ class Predicate:
     def __post_init__(self) -> None:
         if self.low is None and self.high is None:
             raise ValueError("a predicate needs a lower bound, an upper bound, or both")
+        if type(self.bits) is not int or self.bits not in BIT_SIZES:
+            raise ValueError(f"bits must be one of {BIT_SIZES}, not {self.bits!r}")
+        # Bounds are reduced mod the group order inside the proof: only bounds in [0, 2^bits)
+        # keep "v − L ∈ [0, 2^bits)" and "U − v ∈ [0, 2^bits)" from wrapping around it (a
+        # bound near the order would otherwise "prove" v ≥ a number v is far below).
+        for name, b in (("lower", self.low), ("upper", self.high)):
+            if b is not None and (type(b) is not int or not 0 <= b < 1 << self.bits):
+                shown = repr(b) if type(b) is not int or abs(b) < 1 << 64 else "a larger one"
+                raise ValueError(f"the {name} bound must be an integer in [0, 2^{self.bits}), "
+                                 f"not {shown}")  # fmt: skip
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError("lower bound above upper bound")
 
