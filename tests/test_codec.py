@@ -529,3 +529,23 @@ def test_message_validation():
 
     with pytest.raises(LocalProtocolError):
         codec.encode(object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "hexdata",
+    [
+        "c4821b7fffffffffffffff01",  # decimal fraction with an exponent decimal cannot hold
+        "c5821b7fffffffffffffff01",  # bigfloat overflowing decimal
+        "c1fb7ff0000000000000",  # epoch date of infinity
+        "c0636e6f74",  # date string that is no date
+        "d81d00",  # shared reference to nothing
+        "d8238101",  # regular expression holding a list
+        "c2a0",  # bignum holding a map
+        "a2647479706563c4821b7fffffffffffffff01617601",  # a hostile tag inside a message map
+    ],
+)
+def test_hostile_semantic_tags_are_decode_errors(hexdata):
+    """cbor2 decodes semantic tags itself, before any check of ours: each must still end as
+    a DecodeError (12 such bytes once crashed an audit through an evidence file)."""
+    with pytest.raises(codec.DecodeError):
+        codec.decode(bytes.fromhex(hexdata))

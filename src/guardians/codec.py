@@ -263,8 +263,11 @@ def decode(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     stream = io.BytesIO(data)
     try:
         obj = cbor2.CBORDecoder(stream).decode()
-    except (cbor2.CBORDecodeError, ValueError, OverflowError, RecursionError) as exc:
-        raise DecodeError(f"malformed CBOR: {exc}") from None
+    # Semantic tags (dates, decimals, sets, ...) are decoded by cbor2 before any of our checks
+    # (none of our messages uses them): whatever they raise is a malformed message.
+    except (cbor2.CBORDecodeError, ValueError, ArithmeticError, TypeError, LookupError,
+            RecursionError) as exc:  # fmt: skip
+        raise DecodeError(f"malformed CBOR: {type(exc).__name__}: {exc}") from None
     if stream.tell() != len(data):
         raise DecodeError(f"{len(data) - stream.tell()} trailing bytes after the message")
     if not isinstance(obj, dict):
