@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guardians import codec
+from guardians import codec, files
 from guardians.crypto.errors import CryptoError
 from guardians.crypto.sign import SigningKey, VerifyKey
 from guardians.errors import GuardiansError
@@ -394,7 +394,7 @@ def audit_log_dir(
     consortium = ""
     if trust is not None:
         with contextlib.suppress(OSError, ValueError, AttributeError):
-            consortium = str(json.loads(Path(trust).read_text()).get("consortium") or "")
+            consortium = str(files.read_json(trust).get("consortium") or "")
 
     def evidence(report: AuditReport, cp: Checkpoint) -> None:
         report.add("contribution evidence",

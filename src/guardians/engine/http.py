@@ -11,7 +11,10 @@ import stat
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Response
+from fastapi.responses import FileResponse
 
+from guardians import files
+from guardians.engine.audit import MAX_EVIDENCE_BYTES
 from guardians.errors import GuardiansError
 from guardians.ledger import tiles
 from guardians.ledger.note import SignedNote
@@ -24,7 +27,7 @@ def ledger_app(directory: str | Path) -> FastAPI:
 
     def checkpoint() -> SignedNote:
         try:
-            return SignedNote.parse((d / "checkpoint").read_bytes())
+            return SignedNote.parse(files.read_regular(d / "checkpoint", files.NOTE))
         except (OSError, GuardiansError) as exc:
             raise HTTPException(503, f"no checkpoint available: {exc}") from None
 
@@ -37,7 +40,8 @@ def ledger_app(directory: str | Path) -> FastAPI:
     def get_trust() -> Response:
         # Convenience only: verifiers should pin their trust configuration out of band.
         try:
-            return Response((d / "trust.json").read_bytes(), media_type="application/json")
+            return Response(files.read_regular(d / "trust.json", files.SMALL),
+                            media_type="application/json")  # fmt: skip
         except OSError:
             raise HTTPException(404, "no trust.json") from None
 
@@ -47,13 +51,15 @@ def ledger_app(directory: str | Path) -> FastAPI:
             raise HTTPException(404, "evidence is named by its SHA-256 digest")
         path = d / "evidence" / name
         try:
-            if not stat.S_ISREG(path.lstat().st_mode):
-                raise OSError("not a regular file")
-            data = path.read_bytes()
+            st = path.lstat()
         except OSError:
             raise HTTPException(404, f"no evidence {name}") from None
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_EVIDENCE_BYTES:
+            raise HTTPException(404, f"no evidence {name} (not a regular file of at most "
+                                f"{MAX_EVIDENCE_BYTES} bytes)")  # fmt: skip
         immutable = {"Cache-Control": "public, max-age=31536000, immutable"}
-        return Response(data, media_type="application/cbor", headers=immutable)
+        # Streamed from disk in chunks: a large file never sits whole in the server's memory.
+        return FileResponse(path, media_type="application/cbor", headers=immutable)
 
     @app.get("/tile/{path:path}")
     def get_tile(path: str) -> Response:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from guardians import codec
+from guardians import codec, files
 from guardians.crypto.sign import VerifyKey
 from guardians.errors import GuardiansError
 from guardians.ledger import attestation
@@ -62,11 +61,13 @@ class AuditReport:
 def load_trust(
     path: Path,
 ) -> tuple[str, NoteVerifier, list[CosignerKey], int, dict[str, str] | None]:
-    t = json.loads(path.read_text())
+    t = files.read_json(path)
     b64 = base64.b64decode
     log = NoteVerifier(t["log_key"]["name"], b64(t["log_key"]["ed25519"]))
     wits = [CosignerKey(w["name"], b64(w["ed25519"]), b64(w["mldsa44"])) for w in t["witnesses"]]
-    quorum = int(t["quorum"])
+    quorum = t["quorum"]
+    if type(quorum) is not int:
+        raise ValueError(f"quorum must be an integer, not {quorum!r}")
     if not 1 <= quorum <= len({w.name for w in wits}):
         raise ValueError(f"quorum {quorum} impossible with {len(wits)} witnesses")
     return t["origin"], log, wits, quorum, t.get("anchor")
@@ -85,10 +86,12 @@ def _check_identities(
             bad.append(f"{m}: admitted with another identity key than the genesis")
     need = default_quorum(len(identities)) if identities else 1
     try:
-        t = json.loads(trust_path.read_text())
+        t = files.read_json(trust_path)
         listed = {str(w.get("member", "")) for w in t["witnesses"]}
-        quorum = int(t["quorum"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        quorum = t["quorum"]
+        if type(quorum) is not int:
+            raise ValueError(f"quorum must be an integer, not {quorum!r}")
+    except (OSError, KeyError, TypeError, ValueError, AttributeError) as exc:
         bad.append(f"unreadable trust file: {exc}")
     else:
         if not listed <= set(identities):
@@ -138,7 +141,7 @@ def attestation_problems(trust: Mapping[str, Any], admitted: Mapping[str, bytes]
 
 def _check_attestations(report: AuditReport, trust_path: Path, admitted: dict[str, bytes]) -> None:
     try:
-        trust = json.loads(trust_path.read_text())
+        trust = files.read_json(trust_path)
         bad = attestation_problems(trust, admitted)
         n = len(trust["witnesses"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -195,7 +198,7 @@ def verify_log_dir(
     pinned = f"{origin}, {len(witnesses)} witnesses, quorum {quorum} (pinned: {trust_path})"
     report.add("trust configuration", True, pinned)
     try:
-        note = SignedNote.parse((d / "checkpoint").read_bytes())
+        note = SignedNote.parse(files.read_regular(d / "checkpoint", files.NOTE))
         cp = accept_checkpoint(note, log_key, witnesses, quorum, origin=origin)
     except (OSError, GuardiansError) as exc:
         report.add("checkpoint signatures", False, str(exc))
@@ -259,8 +262,14 @@ def verify_log_dir(
         if extra is not None:
             extra(report, cp)
         if new_state is not None and report.ok:  # remember only what fully verified
-            new_state.parent.mkdir(parents=True, exist_ok=True)
-            new_state.write_text(cp.text())
+            try:
+                new_state.parent.mkdir(parents=True, exist_ok=True)
+                tmp = new_state.with_name(new_state.name + ".tmp")
+                tmp.write_text(cp.text())
+                tmp.replace(new_state)  # a crash mid-write leaves the previous state whole
+            except OSError as exc:
+                report.add("auditor state", False, f"cannot record the checkpoint in "
+                           f"{new_state}: {exc.strerror or exc}")  # fmt: skip
     except GuardiansError as exc:
         report.add("inclusion", False, str(exc))
     finally:
@@ -282,8 +291,10 @@ def _check_anchor(
         points = [(size, root)] if size else []
     elif (d / "anchor.json").exists():
         try:
-            rec = json.loads((d / "anchor.json").read_text())
-            points = [(int(a["size"]), bytes.fromhex(a["root"])) for a in rec["anchored"]]
+            rec = files.read_json(d / "anchor.json", files.RECORD)
+            points = [(a["size"], bytes.fromhex(a["root"])) for a in rec["anchored"]]
+            if any(type(n) is not int or n < 0 for n, _ in points):
+                raise ValueError("an anchored size is not a non-negative integer")
             where = f"anchor.json ({rec.get('chain') or 'chain'}, contract {rec['contract']})"
             if declared and rec["contract"] != declared.get("contract"):
                 report.add("anchored checkpoints", False,
@@ -308,6 +319,11 @@ def _check_anchor(
             why = f"the log's root at anchored size {size} differs from the anchor"
             report.add("anchored checkpoints", False, why)
             return
+    if declared and not points:
+        report.add("anchored checkpoints", False,
+                   f"the consortium anchors on {declared.get('contract')}, but no checkpoint "
+                   "was anchored")  # fmt: skip
+        return
     latest = max((s for s, _ in points), default=0)
     detail = f"{len(points)} anchors consistent with the log (latest size {latest}); {where}"
     report.add("anchored checkpoints", True, detail)
@@ -323,8 +339,8 @@ def _check_state(
         return None
     if state.exists():
         try:
-            prev = Checkpoint.parse_text(state.read_text())
-        except (OSError, GuardiansError) as exc:
+            prev = Checkpoint.parse_text(files.read_text(state))
+        except (OSError, ValueError, GuardiansError) as exc:
             report.add("consistency with last seen", False, f"unreadable state file: {exc}")
             return None
         if prev.origin != cp.origin:

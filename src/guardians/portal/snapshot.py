@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import threading
 import time
 from collections import Counter
@@ -29,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from guardians import codec
+from guardians import codec, files
 from guardians.errors import GuardiansError
 from guardians.ledger.audit import attestation_problems, load_trust
 from guardians.ledger.checkpoint import Checkpoint, accept_checkpoint
@@ -122,7 +121,7 @@ def _attestations(trust_path: Path | None, decoded: Decoded, checks: _Checks) ->
         if isinstance(e, MemberAdmitted):
             admitted.setdefault(e.member, e.identity_key)
     try:
-        bad = attestation_problems(json.loads(trust_path.read_text()), admitted)
+        bad = attestation_problems(files.read_json(trust_path), admitted)
     except (OSError, ValueError) as exc:
         bad = [f"unreadable trust file: {exc}"]
     checks.add("witness attestations", not bad,
@@ -134,7 +133,7 @@ def _read_trust(path: Path) -> _Trust:
     # The ledger's own parser, so the portal and `guardians audit verify` agree on the keys;
     # the raw file adds the member each witness belongs to.
     origin, log_key, witnesses, quorum, anchor = load_trust(path)
-    raw = json.loads(path.read_text())
+    raw = files.read_json(path)
     members = {w["name"]: str(w.get("member", w["name"])) for w in raw["witnesses"]}
     return _Trust(path, origin, log_key, witnesses, quorum, anchor, members)
 
@@ -290,10 +289,14 @@ class Portal:
             "quorum": trust.quorum if trust else None,
         }
         try:
-            raw = (self.ledger / "checkpoint").read_bytes()
-        except OSError:
+            raw = files.read_regular(self.ledger / "checkpoint", files.NOTE)
+        except FileNotFoundError:
             info["error"] = "no checkpoint yet: the log has not signed one"
             checks.add("checkpoint signatures", None, info["error"])
+            return None, info
+        except OSError as exc:
+            info["error"] = f"checkpoint unreadable: {exc.strerror or exc}"
+            checks.add("checkpoint signatures", False, info["error"])
             return None, info
         try:
             note = SignedNote.parse(raw)
@@ -387,7 +390,7 @@ class Portal:
                 )
             return info
         try:
-            rec = json.loads(path.read_text())
+            rec = files.read_json(path, files.RECORD)
             points = [
                 (
                     int(a["size"]),
@@ -482,7 +485,7 @@ class Portal:
         own rather than trusting a leaf hash."""
         cp: Checkpoint | None = None
         try:
-            note = SignedNote.parse((self.ledger / "checkpoint").read_bytes())
+            note = SignedNote.parse(files.read_regular(self.ledger / "checkpoint", files.NOTE))
             cp = Checkpoint.parse_text(note.text)
         except (OSError, GuardiansError):
             cp = None
@@ -621,7 +624,7 @@ def _read_metrics(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             "accuracy, attacks, intel) appear when the demo finishes",
         }
     try:
-        data = json.loads(path.read_text())
+        data = files.read_json(path, files.RECORD)
     except (OSError, ValueError) as exc:
         return {}, {"present": False, "error": f"{path.name} unreadable: {exc}"}
     if not isinstance(data, dict):

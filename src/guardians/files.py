@@ -1,0 +1,60 @@
+"""Reading files another party controls (a log operator's checkpoint, anchor record or trust
+file): regular files only, of bounded size, opened without blocking, so a pipe, a device or a
+huge sparse file in their place fails the read instead of hanging or exhausting the reader."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+SMALL = 1 << 20  # trust files, state files
+NOTE = 16 << 20  # checkpoints: a line per cosignature, an ML-DSA-44 one about 3.3 kB
+RECORD = 64 << 20  # append-only JSON records that grow with the log (anchors)
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """The bytes of ``path`` if it is (or links to) a regular file of at most ``limit`` bytes;
+    OSError otherwise (EINVAL: not a regular file, EFBIG: too large)."""
+    p = Path(path)
+    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, then fails below
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, f"{p.name} is not a regular file")
+        if st.st_size > limit:
+            raise OSError(errno.EFBIG, f"{p.name} is {st.st_size} bytes, over {limit}")
+        chunks, got = [], 0
+        while got <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        if got > limit:  # grew while being read
+            raise OSError(errno.EFBIG, f"{p.name} is over {limit} bytes")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_text(path: str | Path, limit: int = SMALL) -> str:
+    """:func:`read_regular` as UTF-8 (UnicodeDecodeError, a ValueError, if it is not)."""
+    return read_regular(path, limit).decode("utf-8")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def read_json(path: str | Path, limit: int = SMALL) -> Any:
+    """Strict JSON from :func:`read_text`: no NaN or infinities; nesting too deep to parse is a
+    ValueError like any other malformed JSON."""
+    text = read_text(path, limit)
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError(f"{Path(path).name}: JSON nested too deeply") from None
