@@ -378,3 +378,9 @@ def test_report_embeds_a_robustness_heatmap():
                         "setting": {"members": 10, "rounds": 20}})  # fmt: skip
     assert "<svg" in html and "Robustness matrix" in html
     assert _robustness(None) == ""
+
+
+def test_bench_zk_refuses_a_round_smaller_than_any_model_and_negative_seeds():
+    r = _run("bench", "zk", "--params", "256", "--round-params", "16")
+    assert r.exit_code == 2 and "smallest MLP on NSL-KDD has" in " ".join(r.output.split())
+    assert _run("bench", "zk", "--params", "256", "--no-round", "--seed", "-1").exit_code == 2

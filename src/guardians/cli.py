@@ -187,7 +187,7 @@ def demo(
         ),
     ] = True,
     seed: Annotated[
-        int, typer.Option(help="Seed for partitioning, initialisation, shuffling.")
+        int, typer.Option(help="Seed for partitioning, initialisation, shuffling.", min=0)
     ] = 0,
     out_dir: Annotated[
         Path, typer.Option("--out", help="Directory for report.html, metrics.json, scorecard.json.")
@@ -425,7 +425,7 @@ def bench_secagg_cmd(
         int | None, typer.Option(help="Neighbours per member (default: ~2 log2 N, even).")
     ] = None,
     modulus_bits: Annotated[int, typer.Option(help="Mask modulus 2^b: 32 or 64.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed for inputs and dropouts.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for inputs and dropouts.", min=0)] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object only.")] = False,
 ) -> None:
     """One secure-aggregation round: ours vs Flower's SecAgg+ vs plaintext FedAvg, timed per
@@ -524,7 +524,7 @@ def bench_zk_cmd(
     rounds: Annotated[
         int, typer.Option(help="Rounds per setting (the first is a warm-up).", min=1)
     ] = 3,
-    seed: Annotated[int, typer.Option(help="Seed for updates, partition and models.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for updates, partition and models.", min=0)] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object only.")] = False,
 ) -> None:
     """Contribution (L2 norm-bound) proofs: commit + prove, verify and proof size per D next to
@@ -541,10 +541,13 @@ def bench_zk_cmd(
             console.print(f"  {msg}", highlight=False)
 
     note("generators are derived once per D and cached (≈ 0.3 ms each)")
-    with console.status("contribution proofs"):
-        res = bench_zk(dims, round_params=round_params, members=members, epochs=epochs,
-                       batch_size=batch_size, rounds=rounds, run_round=round_, seed=seed,
-                       progress=note)  # fmt: skip
+    try:
+        with console.status("contribution proofs"):
+            res = bench_zk(dims, round_params=round_params, members=members, epochs=epochs,
+                           batch_size=batch_size, rounds=rounds, run_round=round_, seed=seed,
+                           progress=note)  # fmt: skip
+    except GuardiansError as exc:
+        raise _fail(exc) from None
     res["command"] = "guardians " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if as_json:
         out.print_json(json.dumps(_jsonable(res)))
@@ -562,9 +565,13 @@ def bench_zk_cmd(
             f"{r['verify_batched_us_per_param']:.1f}", f"{r['proof_bytes'] / 1e3:,.0f}",
         )  # fmt: skip
     out.print(table)
+
+    def versus(ratio: float) -> str:  # ratio: RoFL's µs per parameter over ours
+        return f"{ratio:.1f}× fewer" if ratio >= 1 else f"{1 / ratio:.1f}× more"
+
     out.print(
-        f"at D = {res['params']:,}: prove {res['vs_rofl']['prove']:.1f}× and verify "
-        f"{res['vs_rofl']['verify']:.1f}× fewer µs per parameter than {ROFL['source']} "
+        f"at D = {res['params']:,}: prove with {versus(res['vs_rofl']['prove'])} and verify "
+        f"with {versus(res['vs_rofl']['verify'])} µs per parameter than {ROFL['source']} "
         f"({ROFL['prove_us_per_param']:.0f} / {ROFL['verify_us_per_param']:.0f} µs)",
         highlight=False,
     )
@@ -626,7 +633,7 @@ def bench_robustness_cmd(
         typer.Option("--fraction", help="Malicious share of members; repeat (default: .1 .2 .3)."),
     ] = None,
     rounds: Annotated[int | None, typer.Option(help="Rounds per run (default 20).", min=1)] = None,
-    seed: Annotated[int, typer.Option(help="Seed for partition, models, attackers.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for partition, models, attackers.", min=0)] = 0,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", help="Also write robustness.json and robustness.html (heatmap)."),
@@ -693,7 +700,7 @@ def bench_intel_cmd(
         float,
         typer.Option(help="Seconds between a hub member's polls (MISP-style sync).", min=0.05),
     ] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed for partition and model.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for partition and model.", min=0)] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object only.")] = False,
 ) -> None:
     """Collective defence: one member's discovery protecting the others — detection of a new

@@ -30,6 +30,7 @@ from guardians.crypto.zk import norm
 from guardians.crypto.zk.sigma import Context
 from guardians.engine.federation import IDLE_PREFIX
 from guardians.engine.inprocess import COORDINATOR, InProcessFederation
+from guardians.errors import ConfigError
 from guardians.learning.data import load_dataset
 from guardians.learning.models import build_model
 from guardians.learning.partition import partition
@@ -175,6 +176,9 @@ def bench_round(
     def size(h: int) -> int:
         return build_model("mlp", n_in, n_out, hidden=(h,), seed=seed).n_params
 
+    if params < size(1):
+        raise ConfigError(f"the smallest MLP on NSL-KDD has {size(1)} parameters, "
+                          f"not {params}")  # fmt: skip
     per_unit = size(2) - size(1)  # parameters per hidden unit
     hidden = max(1, round((params - size(1)) / per_unit) + 1)
     rng = np.random.default_rng(seed)
