@@ -69,10 +69,20 @@ def test_audit_fails_cleanly_on_a_checkpoint_that_is_no_file(logdir):
     assert "checkpoint signatures" in failed(rep)
 
 
-@pytest.mark.parametrize("quorum", [True, "3", 3.5, None])
-def test_a_trust_file_quorum_must_be_an_integer(logdir, quorum):
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("quorum", True),
+        ("quorum", "3"),
+        ("quorum", 3.5),
+        ("quorum", None),
+        ("anchor", "x"),
+        ("origin", 5),
+    ],
+)
+def test_trust_file_fields_must_have_their_types(logdir, key, value):
     trust = json.loads((logdir / "trust.json").read_text())
-    trust["quorum"] = quorum
+    trust[key] = value
     (logdir / "trust.json").write_text(json.dumps(trust))
     rep = verify_log_dir(logdir, trust=logdir / "trust.json")
     assert "trust configuration" in failed(rep)

@@ -70,7 +70,12 @@ def load_trust(
         raise ValueError(f"quorum must be an integer, not {quorum!r}")
     if not 1 <= quorum <= len({w.name for w in wits}):
         raise ValueError(f"quorum {quorum} impossible with {len(wits)} witnesses")
-    return t["origin"], log, wits, quorum, t.get("anchor")
+    anchor = t.get("anchor")
+    if anchor is not None and not isinstance(anchor, dict):
+        raise ValueError(f"the trust file's anchor must be an object, not {type(anchor).__name__}")
+    if not isinstance(t["origin"], str):
+        raise ValueError("the trust file's origin must be a string")
+    return t["origin"], log, wits, quorum, anchor
 
 
 def _check_identities(
