@@ -10,7 +10,7 @@ import pytest
 
 from guardians import codec
 from guardians.crypto.sign import SigningKey
-from guardians.errors import RemoteProtocolError
+from guardians.errors import RemoteProtocolError, RoundAbortedError
 from guardians.learning.aggregate.momentum import ServerMomentum
 from guardians.learning.data import Dataset
 from guardians.learning.models import build_model
@@ -57,10 +57,20 @@ class Consortium:
         self.params = np.zeros(self.n, np.float32)
         self.opt = ServerMomentum(momentum) if momentum is not None else None
         self.rng = np.random.default_rng(7)
+        self.tolerate = False  # refusals raise, unless a test lets members sit rounds out
+        self.refused: dict[str, str] = {}
 
     def deliver(self, srv: SecureRound, sends: list[Send], rnd: int) -> None:
         for s in sends:
-            out = self.nodes[s.to].handle(wire(s.message))
+            if s.to in self.refused:
+                continue
+            try:
+                out = self.nodes[s.to].handle(wire(s.message))
+            except RemoteProtocolError as exc:
+                if not self.tolerate:
+                    raise
+                self.refused[s.to] = str(exc)  # sits the round out
+                continue
             if isinstance(s.message, TrainInstruction):
                 step = self.rng.normal(0, 0.01, self.n).astype(np.float32)
                 out = self.nodes[s.to].take_external_update(rnd, s.message.params + step, 10, 0.1)
@@ -69,6 +79,7 @@ class Consortium:
 
     def round(self, rnd: int, selected: tuple[str, ...] = IDS) -> list[Send]:
         """Run a proven round up to its final sends (openings, then models), undelivered."""
+        self.refused = {}
         srv = SecureRound(consortium="chain", round=rnd, selected=selected,
                           directory=self.directory, global_params=self.params,
                           train=TrainConfig(), fixed_point=FixedPoint(scale_bits=16),
@@ -138,14 +149,35 @@ def test_a_velocity_that_is_not_the_momentum_step_is_refused(keys):
     assert c.nodes["m2"].global_round == 2
 
 
-def test_a_withheld_opening_leaves_the_model_unadopted_and_untrained_from(keys):
+def test_a_withheld_opening_is_reported_and_the_member_sits_one_round_out(keys):
     c = Consortium(keys)
+    c.tolerate = True
     sends = c.round(1)
-    c.hand([s for s in sends if isinstance(s.message, GlobalModel)])
-    for node in c.nodes.values():
-        assert node.global_round == -1  # waiting for the opening that never comes
-    with pytest.raises(RemoteProtocolError, match="does not train from the last model"):
-        c.round(2)
+    c.hand([s for s in sends if s.to != "m1" or isinstance(s.message, GlobalModel)])
+    assert c.nodes["m1"].global_round == -1  # its model waits for the opening that never came
+    c.hand(c.round(2))
+    assert set(c.refused) == {"m1"} and "opening never reached" in c.refused["m1"]
+    assert c.nodes["m1"].global_round == 2  # not a contributor: the model is taken as sent
+    c.hand(c.round(3))
+    assert c.refused == {}
+    assert all(n.global_round == 3 for n in c.nodes.values())
+
+
+def test_a_withheld_model_is_computed_from_the_opening_and_checked(keys):
+    c = Consortium(keys)
+    c.tolerate = True
+    c.hand(c.round(1))
+    sends = c.round(2)
+    c.hand([s for s in sends if not isinstance(s.message, GlobalModel)])  # openings only
+    c.hand(c.round(3))  # the honest coordinator trains from the model it made: accepted
+    assert c.refused == {} and all(n.global_round == 3 for n in c.nodes.values())
+    sends = c.round(4)
+    c.hand([s for s in sends if not isinstance(s.message, GlobalModel)])
+    c.params = c.params + np.float32(0.25)  # ... a lying one from another model: refused
+    with pytest.raises(RoundAbortedError):
+        c.round(5)
+    assert set(c.refused) == set(IDS)
+    assert all("server step on round 4" in why for why in c.refused.values())
 
 
 def test_an_opening_arriving_after_the_model_completes_the_adoption(keys):

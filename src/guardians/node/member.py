@@ -170,10 +170,9 @@ class MemberNode:
 
     def _no_model_waiting(self, round: int) -> None:
         """A new round while a proven round's model still waits for its opening: the opening
-        never came, so that model is refused (and not trained from)."""
-        waiting, self._model_waiting = self._model_waiting, None
-        if waiting is not None and waiting.round < round:
-            self.distrusted_round = max(self.distrusted_round, waiting.round)
+        never came, and that model is never adopted (the training check reports it)."""
+        if self._model_waiting is not None and self._model_waiting.round < round:
+            self._model_waiting = None
 
     def _submit(
         self, event: TrainingRequested, delta: np.ndarray, samples: int, loss: float
@@ -230,16 +229,77 @@ class MemberNode:
     def _remote(self, text: str) -> RemoteProtocolError:
         return RemoteProtocolError(f"coordinator → {self.id}: {text}", peer="coordinator")
 
-    def _check_training_params(self, event: TrainingRequested) -> None:
-        """Train only from the model this member last accepted when it directly precedes the
-        round, and never from one it refused."""
+    def _pin_step(self, step: tuple[float, float], round: int) -> None:
+        """The server step (momentum, rate) is the consortium's: pinned at first sight."""
+        if self._server_step is None:
+            self._server_step = step
+        elif step != self._server_step:
+            raise self._remote(f"round {round} changes the server step to {step}, "
+                               f"from {self._server_step}")  # fmt: skip
+
+    def _proven_contribution(self, round: int) -> SecAggMember | None:
+        """This member's secure round ``round`` if it had proofs and this member's update is
+        in its aggregate (so the round's opening is owed to it)."""
+        sa = self.secagg
+        if sa is None or sa.round != round or sa.statement is None or not sa.contributed:
+            return None
+        return sa
+
+    def _expected(self, sa: SecAggMember) -> tuple[np.ndarray, np.ndarray] | None:
+        """(model, velocity) the server step gives from the parameters this member trained
+        from and the opened mean it verified; None when the previous velocity is unknown (a
+        round with momentum whose model this member did not see)."""
+        assert sa.verified_total is not None and self._server_step is not None
+        trained = self._trained_from
+        if trained is None or trained[0] != sa.round:
+            raise LocalProtocolError(f"{self.id}: no record of round {sa.round}'s parameters")
+        mean, _ = sa.fixed_point.decode_sum(sa.verified_total)
+        delta = mean.astype(np.float32)
+        beta, lr = self._server_step
         acc = self._accepted
-        last_good = acc[0] if acc is not None else -1
-        if acc is not None and acc[0] == event.round - 1:
+        if beta == 0.0 or (acc is None and sa.round == 1):
+            v_prev = np.zeros_like(delta)  # no memory, or the server velocity starts at zero
+        elif acc is not None and acc[0] == sa.round - 1 and acc[2].size:
+            v_prev = acc[2]
+        else:
+            return None
+        # The coordinator's own float32 arithmetic (ServerMomentum.step; plain FedAvg is the
+        # same with β = 0, lr = 1), so honest results are bit-identical.
+        v = (beta * v_prev + delta).astype(np.float32)
+        return (trained[1] + lr * v).astype(np.float32), v
+
+    def _check_training_params(self, event: TrainingRequested) -> None:
+        """Train from the model this member accepted for the previous round or, when it
+        contributed to that round with proofs but the model never came, from the step it
+        computes itself from the verified opening; never from a model it refused. A
+        contributor whose opening never came says so (an incident) and sits the round out."""
+        self._pin_step(event.server_step, event.round)
+        acc = self._accepted
+        prev = event.round - 1
+        if acc is not None and acc[0] == prev:
             if not np.array_equal(event.params, acc[1]):
                 raise self._remote(f"round {event.round} trains from other parameters than the "
                                    f"global model of round {acc[0]}")  # fmt: skip
-        elif self.distrusted_round > last_good and (
+            return
+        sa = self._proven_contribution(prev)
+        if sa is not None and prev != self.distrusted_round:
+            self.secagg = None  # reported once; the round after starts afresh
+            if sa.verified_total is None:
+                raise self._remote(f"round {prev}'s aggregate opening never reached this member, "
+                                   f"which contributed to it: it sits round {event.round} out "
+                                   "rather than train from an unverified model")  # fmt: skip
+            expected = self._expected(sa)
+            if expected is not None:
+                if not np.array_equal(event.params, expected[0]):
+                    self.distrusted_round = prev
+                    raise self._remote(
+                        f"round {event.round} trains from other parameters than the server "
+                        f"step on round {prev}'s opened aggregate"
+                    )
+                self._accepted = (prev, expected[0], expected[1])
+                return
+        last_good = acc[0] if acc is not None else -1
+        if self.distrusted_round > last_good and (
             acc is None or not np.array_equal(event.params, acc[1])
         ):
             raise self._remote(
@@ -250,46 +310,28 @@ class MemberNode:
     def _check_global_model(self, event: GlobalModelReceived) -> None:
         """In a round with contribution proofs this member contributed to, the model must be
         the server step applied to the opened aggregate it verified: a coordinator that
-        withholds the opening, or publishes another model than the one the aggregate gives,
-        is refused. Momentum and server rate are pinned at first sight; the velocity is
-        checked against the one this member accepted with the previous round's model."""
+        withholds the opening, or publishes another model or velocity than the one the
+        aggregate gives, is refused."""
         step = (event.server_momentum, event.server_lr)
-        if self._server_step is None:
-            self._server_step = step
-        elif step != self._server_step:
-            raise self._remote(f"round {event.round} changes the server step to {step}, "
-                               f"from {self._server_step}")  # fmt: skip
-        sa = self.secagg
-        if sa is None or sa.round != event.round or sa.statement is None or not sa.contributed:
+        self._pin_step(step, event.round)
+        if event.velocity.size == 0 and step != (0.0, 1.0):
+            raise self._remote("a server step with momentum or a rate but no velocity")
+        sa = self._proven_contribution(event.round)
+        if sa is None:
             return  # nothing this member could check: it did not contribute to a proven round
         if sa.verified_total is None:
             raise self._remote(f"global model of round {event.round} without the opening of "
                                "the aggregate this member contributed to")  # fmt: skip
-        trained = self._trained_from
-        if trained is None or trained[0] != event.round:
-            raise LocalProtocolError(f"{self.id}: no record of round {event.round}'s parameters")
-        prev = trained[1]
-        mean, _ = sa.fixed_point.decode_sum(sa.verified_total)
-        delta = mean.astype(np.float32)
-        beta, lr = step
-        if event.velocity.size == 0:
-            if step != (0.0, 1.0):
-                raise self._remote("a server step with momentum or a rate but no velocity")
-            want = (prev + delta).astype(np.float32)
-        else:
-            acc = self._accepted
-            if acc is not None and acc[0] == event.round - 1 and acc[2].size:
-                v_prev: np.ndarray | None = acc[2]
-            elif acc is None and event.round == 1:
-                v_prev = np.zeros_like(delta)  # the server velocity starts at zero
-            else:
-                v_prev = None  # a round this member did not see: its velocity is taken as sent
-            if v_prev is not None:
-                v = (beta * v_prev + delta).astype(np.float32)
-                if not np.array_equal(event.velocity, v):
-                    raise self._remote(f"the server velocity of round {event.round} is not "
-                                       "the step from the opened aggregate")  # fmt: skip
-            want = (prev + lr * event.velocity).astype(np.float32)
+        expected = self._expected(sa)
+        if expected is not None:
+            want, v = expected
+            if event.velocity.size and not np.array_equal(event.velocity, v):
+                raise self._remote(f"the server velocity of round {event.round} is not the "
+                                   "step from the opened aggregate")  # fmt: skip
+        else:  # the previous velocity is unknown here: the model must at least follow from it
+            trained = self._trained_from
+            assert trained is not None
+            want = (trained[1] + step[1] * event.velocity).astype(np.float32)
         if not np.array_equal(event.params, want):
             raise self._remote(f"the global model of round {event.round} is not the server step "
                                "applied to the opened aggregate")  # fmt: skip

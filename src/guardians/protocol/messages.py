@@ -77,11 +77,15 @@ class TrainInstruction(Message):
     proximal: float
     aggregation: str
     params: np.ndarray = array_field("float32")
+    # How the coordinator will step the model from the round's mean update (see GlobalModel).
+    server_momentum: float = 0.0
+    server_lr: float = 1.0
 
     def __post_init__(self) -> None:
         _nonneg(round=self.round, epochs=self.epochs, batch_size=self.batch_size)
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}")
+        _server_step(self.server_momentum, self.server_lr)
 
 
 @message("fl/update")
@@ -96,6 +100,11 @@ class ModelUpdate(Message):
 
     def __post_init__(self) -> None:
         _nonneg(round=self.round, num_samples=self.num_samples)
+
+
+def _server_step(momentum: float, lr: float) -> None:
+    if not (0.0 <= momentum < 1.0 and 0.0 < lr < 1e6):
+        raise ValueError("server momentum must be in [0, 1) and its rate in (0, 10^6)")
 
 
 @message("fl/global-model")
@@ -114,8 +123,7 @@ class GlobalModel(Message):
 
     def __post_init__(self) -> None:
         _nonneg(round=self.round)
-        if not (0.0 <= self.server_momentum < 1.0 and 0.0 < self.server_lr < 1e6):
-            raise ValueError("server momentum must be in [0, 1) and its rate positive")
+        _server_step(self.server_momentum, self.server_lr)
         if self.velocity.size and self.velocity.shape != self.params.shape:
             raise ValueError("the server velocity must match the parameters")
 

@@ -230,6 +230,13 @@ def _apply_delta(params: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return (params + delta).astype(np.float32)
 
 
+def server_step_fields(server_opt: ServerMomentum | None) -> dict[str, float]:
+    """The server step as messages carry it (plain FedAvg: momentum 0, rate 1)."""
+    if server_opt is None:
+        return {"server_momentum": 0.0, "server_lr": 1.0}
+    return {"server_momentum": float(server_opt.beta), "server_lr": float(server_opt.lr)}
+
+
 def global_model(round: int, params: np.ndarray, server_opt: ServerMomentum | None) -> GlobalModel:
     """The round's model with the server step that made it (see :class:`GlobalModel`)."""
     if server_opt is None:
@@ -237,7 +244,7 @@ def global_model(round: int, params: np.ndarray, server_opt: ServerMomentum | No
     v = server_opt.velocity
     return GlobalModel(round=round, params=params,
                        velocity=v if v is not None else np.zeros_like(params),
-                       server_momentum=server_opt.beta, server_lr=server_opt.lr)  # fmt: skip
+                       **server_step_fields(server_opt))  # fmt: skip
 
 
 @dataclass(frozen=True, eq=False)
@@ -317,6 +324,7 @@ class CoordinatorRound(_Collector):
             proximal=t.proximal,
             aggregation="plain",
             params=self.global_params,
+            **server_step_fields(self.server_opt),
         )
         return [Send(m, instr) for m in self.selected]
 
@@ -423,6 +431,7 @@ class TrainingRequested:
     params: np.ndarray
     config: TrainConfig
     aggregation: str = "plain"
+    server_step: tuple[float, float] = (0.0, 1.0)  # (momentum, rate)
 
 
 @dataclass(frozen=True, eq=False)
@@ -494,7 +503,8 @@ class MemberSession:
             self._last_round = msg.round
             self._training_round = msg.round
             self._aggregation = msg.aggregation
-            return TrainingRequested(msg.round, msg.params, cfg, msg.aggregation)
+            return TrainingRequested(msg.round, msg.params, cfg, msg.aggregation,
+                                     (msg.server_momentum, msg.server_lr))  # fmt: skip
         if isinstance(msg, GlobalModel):
             # Members not selected for a round still adopt its model; round numbers only grow.
             if msg.round <= self._last_global or msg.round < self._last_round:

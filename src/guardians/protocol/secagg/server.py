@@ -32,7 +32,14 @@ from guardians.learning.aggregate.momentum import ServerMomentum
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
 from guardians.protocol.messages import StatsRequest, StatsResult, TrainInstruction
-from guardians.protocol.round import RoundResult, Send, ServerStep, _apply_delta, global_model
+from guardians.protocol.round import (
+    RoundResult,
+    Send,
+    ServerStep,
+    _apply_delta,
+    global_model,
+    server_step_fields,
+)
 from guardians.protocol.secagg import contrib
 from guardians.protocol.secagg.client import (
     advertise_payload,
@@ -285,6 +292,7 @@ class SecureRound:
             learning_rate=t.learning_rate, optimizer=t.optimizer, momentum=t.momentum,
             proximal=t.proximal,
             params=self.global_params, aggregation="secagg",
+            **server_step_fields(self.server_opt),
         )  # fmt: skip
         if self.purpose in ("stats", "count"):
             # The members already hold their vectors; the request only opens the round.
