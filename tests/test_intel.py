@@ -231,3 +231,11 @@ def test_shared_times_are_coarse(key):
         for f in ("created", "modified"):
             assert o[f].minute == 0 and o[f].second == 0 and o[f].microsecond == 0
     assert ind["valid_from"] == T0 and sig["first_seen"] == T0
+
+
+def test_a_bundle_nested_to_crash_the_parser_is_a_format_error():
+    """CPython's JSON parser can overflow its C stack on deep enough nesting (a segfault, not
+    an exception): such input is refused before it is parsed."""
+    deep = '{"type": "bundle", "objects": [' + "[" * 200_000 + "]" * 200_000 + "]}"
+    with pytest.raises(IntelFormatError, match="nested deeper"):
+        parse_bundle(deep.encode())

@@ -1175,20 +1175,14 @@ def zk_commit(
 
 
 def _json_file(path: Path, what: str) -> Any:
-    """A small JSON file (a proof or an opening), strictly: no NaN or infinities."""
-
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not a number JSON allows")
+    """A small JSON file (a proof or an opening), strictly (see :func:`files.read_json`)."""
+    from guardians import files
 
     try:
-        if not path.is_file():
-            raise ConfigError(f"{what} {path} is not a regular file")
-        if path.stat().st_size > 1 << 20:
-            raise ConfigError(f"{what} {path} is over 1 MiB")
-        return json.loads(path.read_text(), parse_constant=no_constants)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
-    except (ValueError, RecursionError) as exc:
+        return files.read_json(path, files.SMALL)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
         raise ConfigError(f"{what} {path} is not valid JSON: {exc}") from None
 
 

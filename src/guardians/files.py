@@ -7,9 +7,12 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 SMALL = 1 << 20  # trust files, state files
 NOTE = 16 << 20  # checkpoints: a line per cosignature, an ML-DSA-44 one about 3.3 kB
@@ -50,10 +53,25 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
+MAX_DEPTH = 64  # our files nest a few levels; the C parser can overflow its stack far deeper
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def nesting_depth(text: str) -> int:
+    """How deeply arrays and objects nest in ``text`` (brackets inside strings ignored)."""
+    bare = np.frombuffer(_STRING.sub('""', text).encode(), dtype=np.uint8)
+    step = np.zeros(len(bare), dtype=np.int64)
+    step[(bare == ord("[")) | (bare == ord("{"))] = 1
+    step[(bare == ord("]")) | (bare == ord("}"))] = -1
+    return int(np.cumsum(step).max(initial=0))
+
+
 def read_json(path: str | Path, limit: int = SMALL) -> Any:
-    """Strict JSON from :func:`read_text`: no NaN or infinities; nesting too deep to parse is a
-    ValueError like any other malformed JSON."""
+    """Strict JSON from :func:`read_text`: no NaN or infinities, at most :data:`MAX_DEPTH`
+    levels deep (checked before parsing: a hostile nesting crashes CPython's parser)."""
     text = read_text(path, limit)
+    if nesting_depth(text) > MAX_DEPTH:
+        raise ValueError(f"{Path(path).name}: JSON nested deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(text, parse_constant=_no_constant)
     except RecursionError:

@@ -17,6 +17,7 @@ from typing import Any
 import stix2
 from stix2.exceptions import STIXError
 
+from guardians import files
 from guardians.errors import GuardiansError
 
 TLP = {"clear": stix2.TLP_WHITE, "green": stix2.TLP_GREEN, "amber": stix2.TLP_AMBER,
@@ -115,8 +116,11 @@ def parse_bundle(data: bytes | str, *, max_bytes: int = MAX_BUNDLE_BYTES) -> lis
     if len(raw) > max_bytes:
         raise IntelFormatError(f"bundle of {len(raw)} bytes exceeds the {max_bytes}-byte limit")
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+        if files.nesting_depth(text) > files.MAX_DEPTH:  # would crash the JSON parser
+            raise ValueError(f"nested deeper than {files.MAX_DEPTH} levels")
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise IntelFormatError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("type") != "bundle":
         raise IntelFormatError("not a STIX bundle (top-level type must be 'bundle')")

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from guardians import files
 from guardians.errors import GuardiansError
 from guardians.intel.stix import IntelFormatError, parse_bundle
 
@@ -115,8 +116,10 @@ class IntelStore:
             raise UnknownCollectionError(f"collection {cid!r} is not writable")
         raw = envelope.encode() if isinstance(envelope, str) else bytes(envelope)
         try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            text = raw.decode("utf-8")
+            # parse_bundle refuses hostile nesting below; it must not reach the parser here.
+            doc = json.loads(text) if files.nesting_depth(text) <= files.MAX_DEPTH else None
+        except (ValueError, RecursionError):
             doc = None
         if isinstance(doc, dict) and "objects" in doc and doc.get("type") != "bundle":
             doc = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": doc["objects"]}
