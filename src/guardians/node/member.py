@@ -90,7 +90,7 @@ class MemberNode:
         self.distrusted_round = -1
         # What the model chain is checked against: the parameters this member trained from
         # (per round), and the last global model it accepted with its server velocity.
-        self._trained_from: tuple[int, np.ndarray] | None = None
+        self._trained_from: tuple[int, np.ndarray, str] | None = None
         self._accepted: tuple[int, np.ndarray, np.ndarray] | None = None
         self._server_step: tuple[float, float] | None = None  # (momentum, rate), first seen
         # A proven round's model that arrived before its opening (transports may reorder).
@@ -128,9 +128,8 @@ class MemberNode:
         if isinstance(event, TrainingRequested):
             if event.aggregation == "plain":
                 self._refuse_plain(event.round, "model update")
-            self._no_model_waiting(event.round)
             self._check_training_params(event)
-            self._trained_from = (event.round, event.params.copy())
+            self._trained_from = (event.round, event.params.copy(), event.aggregation)
             if self.external_training:
                 self.awaiting = event  # the transport trains and calls take_external_update
                 return []
@@ -146,33 +145,35 @@ class MemberNode:
         raise AssertionError(f"unhandled event {event!r}")  # pragma: no cover
 
     def _adopt(self, event: GlobalModelReceived) -> list[Message]:
-        """Check the round's model (:meth:`_check_global_model`) and take it; in a proven
-        round this member contributed to, only once its opening has verified."""
-        self._no_model_waiting(event.round)
-        sa = self.secagg
-        if (sa is not None and sa.round == event.round and sa.statement is not None
-                and sa.contributed and sa.verified_total is None
-                and event.round != self.distrusted_round):  # fmt: skip
-            self._model_waiting = event
-            return []
+        """Take the round's model. If this member trained for it under secure aggregation and
+        its masked input went out, the model must wait for the round's opening and then be the
+        server step on it (:meth:`_check_global_model`); if its masked input never went out,
+        its part in the round is over and the model is taken as sent, as by any member that
+        did not contribute."""
+        if self._model_waiting is not None and self._model_waiting.round < event.round:
+            self._model_waiting = None  # its opening never came: never adopted
         if event.round == self.distrusted_round:
             raise self._remote(f"refusing the global model of round {event.round}: its aggregate "
                                "or its opening failed this member's check")  # fmt: skip
-        try:
-            self._check_global_model(event)
-        except RemoteProtocolError:
-            self.distrusted_round = event.round
-            raise
+        self._pin_step((event.server_momentum, event.server_lr), event.round)
+        trained = self._trained_from
+        if trained is not None and trained[0] == event.round and trained[2] == "secagg":
+            sa = self._own_round(event.round)
+            if sa is not None and sa.masked_sent and sa.statement is not None:
+                if sa.verified_total is None:
+                    self._model_waiting = event
+                    return []
+                try:
+                    self._check_global_model(event, sa)
+                except RemoteProtocolError:
+                    self.distrusted_round = event.round
+                    raise
+            elif sa is not None and not sa.masked_sent:
+                self.secagg = None  # the round finished without this member's update
         self.model.set_params(event.params)
         self.global_round = event.round
         self._accepted = (event.round, event.params.copy(), event.velocity.copy())
         return [self.drift_report(event.round)] if self._Z is not None else []
-
-    def _no_model_waiting(self, round: int) -> None:
-        """A new round while a proven round's model still waits for its opening: the opening
-        never came, and that model is never adopted (the training check reports it)."""
-        if self._model_waiting is not None and self._model_waiting.round < round:
-            self._model_waiting = None
 
     def _submit(
         self, event: TrainingRequested, delta: np.ndarray, samples: int, loss: float
@@ -237,22 +238,19 @@ class MemberNode:
             raise self._remote(f"round {round} changes the server step to {step}, "
                                f"from {self._server_step}")  # fmt: skip
 
-    def _proven_contribution(self, round: int) -> SecAggMember | None:
-        """This member's secure round ``round`` if it had proofs and this member's update is
-        in its aggregate (so the round's opening is owed to it)."""
+    def _own_round(self, round: int) -> SecAggMember | None:
         sa = self.secagg
-        if sa is None or sa.round != round or sa.statement is None or not sa.contributed:
-            return None
-        return sa
+        return sa if sa is not None and sa.round == round else None
 
     def _expected(self, sa: SecAggMember) -> tuple[np.ndarray, np.ndarray] | None:
         """(model, velocity) the server step gives from the parameters this member trained
         from and the opened mean it verified; None when the previous velocity is unknown (a
-        round with momentum whose model this member did not see)."""
+        round with momentum whose previous model this member did not see)."""
         assert sa.verified_total is not None and self._server_step is not None
         trained = self._trained_from
         if trained is None or trained[0] != sa.round:
-            raise LocalProtocolError(f"{self.id}: no record of round {sa.round}'s parameters")
+            raise self._remote(f"round {sa.round}'s opening for a round this member did not "
+                               "train in")  # fmt: skip
         mean, _ = sa.fixed_point.decode_sum(sa.verified_total)
         delta = mean.astype(np.float32)
         beta, lr = self._server_step
@@ -269,59 +267,50 @@ class MemberNode:
         return (trained[1] + lr * v).astype(np.float32), v
 
     def _check_training_params(self, event: TrainingRequested) -> None:
-        """Train from the model this member accepted for the previous round or, when it
-        contributed to that round with proofs but the model never came, from the step it
-        computes itself from the verified opening; never from a model it refused. A
-        contributor whose opening never came says so (an incident) and sits the round out."""
+        """Train only from a model this member can account for: the last one it accepted
+        (rounds that aborted in between change nothing), or the server step it computes from
+        the verified opening of the round it last trained in when that model never came. From
+        anything else it sits the round out, saying so: the coordinator moved the model in a
+        way this member could not check (a model or an opening withheld, a round skipped)."""
         self._pin_step(event.server_step, event.round)
+        if self._model_waiting is not None and self._model_waiting.round < event.round:
+            self._model_waiting = None  # its opening never came: never adopted
         acc = self._accepted
-        prev = event.round - 1
-        if acc is not None and acc[0] == prev:
-            if not np.array_equal(event.params, acc[1]):
-                raise self._remote(f"round {event.round} trains from other parameters than the "
-                                   f"global model of round {acc[0]}")  # fmt: skip
+        last = acc[0] if acc is not None else -1
+        trained = self._trained_from
+        if trained is not None and trained[0] > last and trained[0] != self.distrusted_round:
+            sa = self._own_round(trained[0])
+            if sa is not None and sa.statement is not None and sa.verified_total is not None:
+                expected = self._expected(sa) if event.round == trained[0] + 1 else None
+                if expected is not None:
+                    if not np.array_equal(event.params, expected[0]):
+                        self.distrusted_round = trained[0]
+                        raise self._remote(
+                            f"round {event.round} trains from other parameters than the server "
+                            f"step on round {trained[0]}'s opened aggregate"
+                        )
+                    self._accepted = (trained[0], expected[0], expected[1])
+                    return
+        if acc is None and trained is None:
+            # The first model this member sees: nothing yet to hold it to, so it becomes the
+            # base (with the server velocity's known start before round 1).
+            v0 = np.zeros_like(event.params) if event.round == 1 else np.zeros(0, np.float32)
+            self._accepted = (event.round - 1, event.params.copy(), v0)
             return
-        sa = self._proven_contribution(prev)
-        if sa is not None and prev != self.distrusted_round:
-            self.secagg = None  # reported once; the round after starts afresh
-            if sa.verified_total is None:
-                raise self._remote(f"round {prev}'s aggregate opening never reached this member, "
-                                   f"which contributed to it: it sits round {event.round} out "
-                                   "rather than train from an unverified model")  # fmt: skip
-            expected = self._expected(sa)
-            if expected is not None:
-                if not np.array_equal(event.params, expected[0]):
-                    self.distrusted_round = prev
-                    raise self._remote(
-                        f"round {event.round} trains from other parameters than the server "
-                        f"step on round {prev}'s opened aggregate"
-                    )
-                self._accepted = (prev, expected[0], expected[1])
-                return
-        last_good = acc[0] if acc is not None else -1
-        if self.distrusted_round > last_good and (
-            acc is None or not np.array_equal(event.params, acc[1])
-        ):
-            raise self._remote(
-                f"round {event.round} does not train from the last model this member accepted "
-                f"(it refused round {self.distrusted_round}'s)"
-            )
+        if acc is not None and np.array_equal(event.params, acc[1]):
+            return
+        why = (f"it refused round {self.distrusted_round}'s model"
+               if self.distrusted_round > last else "no verified model leads there")  # fmt: skip
+        raise self._remote(f"round {event.round} trains from parameters this member cannot "
+                           f"trace to the last model it accepted (round {last}): {why}; it sits "
+                           "the round out")  # fmt: skip
 
-    def _check_global_model(self, event: GlobalModelReceived) -> None:
-        """In a round with contribution proofs this member contributed to, the model must be
-        the server step applied to the opened aggregate it verified: a coordinator that
-        withholds the opening, or publishes another model or velocity than the one the
-        aggregate gives, is refused."""
+    def _check_global_model(self, event: GlobalModelReceived, sa: SecAggMember) -> None:
+        """The model (and velocity) of a proven round this member's update is in must be the
+        server step applied to the opened aggregate it verified."""
         step = (event.server_momentum, event.server_lr)
-        self._pin_step(step, event.round)
         if event.velocity.size == 0 and step != (0.0, 1.0):
             raise self._remote("a server step with momentum or a rate but no velocity")
-        sa = self._proven_contribution(event.round)
-        if sa is None:
-            return  # nothing this member could check: it did not contribute to a proven round
-        if sa.verified_total is None:
-            raise self._remote(f"global model of round {event.round} without the opening of "
-                               "the aggregate this member contributed to")  # fmt: skip
         expected = self._expected(sa)
         if expected is not None:
             want, v = expected

@@ -471,6 +471,10 @@ class MemberSession:
 
     def receive(self, msg: Message) -> MemberEvent:
         if isinstance(msg, StatsRequest):
+            # Statistics open the run (round 0), before any training.
+            if msg.round != 0 or self._last_round >= 0 or self._last_global >= 0:
+                raise self._remote(f"statistics requested for round {msg.round}, after "
+                                   "training began (stale or replayed)")  # fmt: skip
             self._stats_round = msg.round
             return StatsRequested(msg.round, msg.aggregation)
         if isinstance(msg, StatsResult):

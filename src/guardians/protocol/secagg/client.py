@@ -162,6 +162,9 @@ class SecAggMember:
         # request as a survivor: its update is in the aggregate, so an opening is owed to it.
         self._view: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self.contributed = False
+        # Whether its masked input (with commitment and proof) went out: from then on its update
+        # may be in the aggregate, so the round's opening is what its model must be checked on.
+        self.masked_sent = False
 
     # --- helpers ------------------------------------------------------------------------------
     def _remote(self, text: str) -> RemoteProtocolError:
@@ -421,6 +424,7 @@ class SecAggMember:
             m = expand_mask(self._mask_seed(w), n, fp)
             y = y + m if mask_sign(self.member, w) > 0 else y - m
         self.stage = Stage.CONSISTENCY
+        self.masked_sent = True
         reply = MaskedInput(
             round=self.round, clipped=self.clipped, masked=y.astype(fp.dtype),
             commitment=self._commitment, proof=mine.proof, signature=mine.signature,
@@ -490,15 +494,19 @@ class SecAggMember:
     def _on_opening(self, msg: AggregateOpening) -> list[Message]:
         if self.statement is None:
             raise self._remote("an aggregate opening in a round without contribution proofs")
-        if self.stage is not Stage.DONE or self.verified_total is not None:
-            raise self._remote(f"unexpected aggregate opening in stage {self.stage.value}")
         if msg.round != self.round:
             raise self._remote(f"aggregate opening for round {msg.round} (stale or replayed)")
-        if not self.contributed or self._view is None:
+        if self.verified_total is not None:
+            raise self._remote("a second aggregate opening for this round")
+        # A member that dropped out after masking (it missed the consistency or unmask stage)
+        # is still in the aggregate, and checks the opening like any contributor.
+        if not self.masked_sent:
             raise self._remote("an aggregate opening for a round this member did not contribute to")
-        if msg.contributors != self._view[0]:
+        if self._view is not None and msg.contributors != self._view[0]:
             raise self._remote("aggregate opening names other contributors than the survivors "
                                "this member signed")  # fmt: skip
+        if self.member not in msg.contributors:
+            raise self._remote("aggregate opening leaves out this member's contribution")
         if len(msg.commitments) != len(msg.contributors):
             raise self._remote("aggregate opening has a commitment list of another length")
         mine = msg.commitments[msg.contributors.index(self.member)]
@@ -507,6 +515,7 @@ class SecAggMember:
         self.verified_total = contrib.verify_opening(
             self.consortium, self.directory, self.statement, msg
         )
+        self.stage = Stage.DONE
         return []
 
     def share_point(self, owner: str) -> int:
