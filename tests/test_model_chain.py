@@ -278,6 +278,7 @@ def test_a_member_that_dropped_after_masking_still_checks_and_adopts(keys):
     def deliver(srv, sends, rnd):
         kinds = ("secagg/consistency-check", "secagg/unmask-request")
         original(srv, [s for s in sends if not (s.to == "m4" and s.message.KIND in kinds)], rnd)
+
     c.deliver = deliver  # type: ignore[method-assign]
     sends = c.round(1)
     assert c.nodes["m4"].secagg.masked_sent and not c.nodes["m4"].secagg.contributed
