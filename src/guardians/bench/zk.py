@@ -158,6 +158,15 @@ def _critical_paths(fed: InProcessFederation, rounds: Sequence[int]) -> list[dic
     return out
 
 
+def check_round_params(params: int, *, seed: int = 0) -> None:
+    """Refuse a round size below the smallest MLP on NSL-KDD (one hidden unit)."""
+    split = load_dataset("nsl-kdd", seed=seed)
+    smallest = build_model("mlp", split.train.n_features, split.train.n_classes, hidden=(1,),
+                           seed=seed).n_params  # fmt: skip
+    if params < smallest:
+        raise ConfigError(f"the smallest MLP on NSL-KDD has {smallest} parameters, not {params}")
+
+
 def bench_round(
     *,
     params: int = 1 << 16,
@@ -176,9 +185,7 @@ def bench_round(
     def size(h: int) -> int:
         return build_model("mlp", n_in, n_out, hidden=(h,), seed=seed).n_params
 
-    if params < size(1):
-        raise ConfigError(f"the smallest MLP on NSL-KDD has {size(1)} parameters, "
-                          f"not {params}")  # fmt: skip
+    check_round_params(params, seed=seed)
     per_unit = size(2) - size(1)  # parameters per hidden unit
     hidden = max(1, round((params - size(1)) / per_unit) + 1)
     rng = np.random.default_rng(seed)
@@ -309,6 +316,8 @@ def bench_zk(
     seed: int = 0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
+    if run_round:  # before part 1's minutes, not after them
+        check_round_params(round_params or max(dims), seed=seed)
     rows = bench_proofs(dims, seed=seed, progress=progress)
     head = max(rows, key=lambda r: r["params"])
     out: dict[str, Any] = {
