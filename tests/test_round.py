@@ -7,6 +7,7 @@ import pytest
 
 from guardians import codec
 from guardians.errors import LocalProtocolError, RemoteProtocolError, RoundAbortedError
+from guardians.learning.aggregate.momentum import ServerMomentum
 from guardians.learning.preprocess import FeatureStats, Standardizer
 from guardians.learning.train import TrainConfig
 from guardians.protocol.messages import (
@@ -584,7 +585,7 @@ def test_member_rejects_messages_meant_for_the_coordinator():
 
 def test_an_aggregate_that_overflows_releases_no_model():
     # A server optimizer with momentum can push a huge (finite) mean update past float32.
-    rnd = started(min_updates=1, server_step=lambda p, d: p + np.float32(4) * d)
+    rnd = started(min_updates=1, server_opt=ServerMomentum(beta=0.0, lr=4.0))
     huge = upd(seed=1)
     rnd.receive(
         "alice",

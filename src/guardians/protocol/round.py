@@ -223,9 +223,6 @@ class StatsCollection(_Collector):
 
 
 # --- a training round -----------------------------------------------------------------------
-ServerStep = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
 def _apply_delta(params: np.ndarray, delta: np.ndarray) -> np.ndarray:
     return (params + delta).astype(np.float32)
 
@@ -286,7 +283,6 @@ class CoordinatorRound(_Collector):
         global_params: np.ndarray,
         train: TrainConfig,
         min_updates: int | None = None,
-        server_step: ServerStep = _apply_delta,
         server_opt: ServerMomentum | None = None,
         max_samples: int = 1 << 40,
         rule: Rule | None = None,
@@ -308,7 +304,7 @@ class CoordinatorRound(_Collector):
         self.layers = tuple(layers)
         self.probe = probe
         self.server_opt = server_opt
-        self.server_step = server_opt.step if server_opt is not None else server_step
+        self.server_step = server_opt.step if server_opt is not None else _apply_delta
         self.max_samples = max_samples
 
     def start(self) -> list[Send]:

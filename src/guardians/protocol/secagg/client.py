@@ -158,10 +158,8 @@ class SecAggMember:
         self._contribution_error: GuardiansError | None = None
         # The checked aggregate (update sum, then weight sum) once an opening verified.
         self.verified_total: np.ndarray | None = None
-        # The survivor and dropped sets this member signed, and whether it answered an unmask
-        # request as a survivor: its update is in the aggregate, so an opening is owed to it.
+        # The survivor and dropped sets this member signed.
         self._view: tuple[tuple[str, ...], tuple[str, ...]] | None = None
-        self.contributed = False
         # Whether its masked input (with commitment and proof) went out: from then on its update
         # may be in the aggregate, so the round's opening is what its model must be checked on.
         self.masked_sent = False
@@ -486,7 +484,6 @@ class SecAggMember:
                 pair_owners.append(u)
                 pair_shares.append(self._received[u].pair_shares)
         self.stage = Stage.DONE  # answered once: a second request could ask for the other half
-        self.contributed = self.member in survivors
         return [UnmaskReply(round=self.round, self_owners=tuple(self_owners),
                             self_shares=tuple(self_shares), pair_owners=tuple(pair_owners),
                             pair_shares=tuple(pair_shares))]  # fmt: skip

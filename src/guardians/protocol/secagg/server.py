@@ -35,7 +35,6 @@ from guardians.protocol.messages import StatsRequest, StatsResult, TrainInstruct
 from guardians.protocol.round import (
     RoundResult,
     Send,
-    ServerStep,
     _apply_delta,
     global_model,
     server_step_fields,
@@ -96,7 +95,6 @@ class SecureRound:
         fixed_point: FixedPoint | None = None,
         degree: int | None = None,
         threshold: int | None = None,
-        server_step: ServerStep = _apply_delta,
         server_opt: ServerMomentum | None = None,
         max_weight: int = 1 << 24,
         purpose: str = "train",
@@ -132,7 +130,7 @@ class SecureRound:
             )
         self.graph = neighbourhoods(consortium, round, self.selected, self.degree)
         self.server_opt = server_opt
-        self.server_step = server_opt.step if server_opt is not None else server_step
+        self.server_step = server_opt.step if server_opt is not None else _apply_delta
         self.n_features = self.global_params.shape[0]
         self.dim = 1 + 2 * self.n_features if purpose == "stats" else self.n_features
         self.norm_bound = float(norm_bound or 0.0)
